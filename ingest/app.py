@@ -1,0 +1,30 @@
+"""The aiohttp application: middleware, declared operations, plain routes (metrics, pages)."""
+
+from __future__ import annotations
+
+import importlib
+
+import asyncpg
+from aiohttp import web
+
+from ingest.middleware import observe
+from ingest.routes import ROUTE_MODULES, api
+from ingest.settings import Settings
+from ingest.state import POOL, READINESS, SETTINGS
+
+#: Photo uploads are the largest bodies; each operation enforces its own, smaller limit.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
+    app = web.Application(middlewares=[observe], client_max_size=MAX_REQUEST_BYTES)
+    app[SETTINGS] = settings
+    app[POOL] = pool
+    app[READINESS] = {}
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(f"ingest.routes.{name}")
+        install = getattr(module, "install_plain_routes", None)
+        if install is not None:
+            install(app)
+    api.install(app)
+    return app

@@ -1,0 +1,114 @@
+"""The running service: one object whose whole lifecycle is visible here.
+
+start: pool -> migrations -> HTTP -> background components (MQTT consumer, OCR workers, outbox
+sender). stop (SIGTERM/SIGINT): stop accepting HTTP and drain in-flight requests, then stop each
+component (each finishes and acknowledges what it holds), then close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import asyncpg
+from aiohttp import web
+
+from ingest.app import create_app
+from ingest.settings import Settings
+from ingest.state import READINESS
+from storage.db import create_pool, ensure_database
+from storage.migrate import migrate
+
+log = logging.getLogger("carmileage.service")
+
+
+class Component(Protocol):
+    """A background part of the service."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ComponentFactory = Callable[[Settings, asyncpg.Pool, web.Application], Component | None]
+
+#: "module:function" factories; each returns a component, or None when disabled by settings.
+COMPONENT_FACTORIES: tuple[str, ...] = ()
+
+
+def _load_factory(path: str) -> ComponentFactory:
+    module, _, attr = path.partition(":")
+    factory: ComponentFactory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: asyncpg.Pool | None = None
+        self.app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+        self.components: list[Component] = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        await ensure_database(s.database_url)
+        self.pool = await create_pool(s.database_url, min_size=s.database_pool_min, max_size=s.database_pool_max)
+        async with self.pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("applied migrations %s", ", ".join(applied))
+        self.app = create_app(s, self.pool)
+        self.runner = web.AppRunner(self.app, shutdown_timeout=s.shutdown_grace_s, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_address=True)
+        await site.start()
+        for path in COMPONENT_FACTORIES:
+            component = _load_factory(path)(s, self.pool, self.app)
+            if component is not None:
+                await component.start()
+                self.components.append(component)
+                readiness: Callable[[], Awaitable[tuple[bool, str]]] | None = getattr(
+                    component, "readiness", None
+                )
+                if readiness is not None:
+                    self.app[READINESS][component.name] = readiness
+        log.info("listening on http://%s:%s", s.http_host, s.http_port)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        log.info("shutting down: draining in-flight work")
+        if self.runner is not None:
+            await self.runner.cleanup()
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), timeout=self.settings.shutdown_grace_s)
+            except Exception:
+                log.exception("component %s did not stop cleanly", component.name)
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("stopped")
+
+    async def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,16 @@
+"""Typed keys for what the aiohttp application carries."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+
+from ingest.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REQUEST_ID = web.RequestKey("request_id", str)
+#: name -> async check returning (ok, detail); /readyz runs them all.
+READINESS = web.AppKey("readiness", dict[str, Callable[[], Awaitable[tuple[bool, str]]]])
