@@ -17,7 +17,7 @@ RUN pip install --upgrade pip && pip install .
 
 FROM python:3.11-slim-bookworm AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-kor libglib2.0-0 tzdata ca-certificates \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-kor libgl1 libglib2.0-0 tzdata ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/carmileage --create-home carmileage
 COPY --from=build /opt/venv /opt/venv

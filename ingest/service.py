@@ -39,7 +39,11 @@ class Component(Protocol):
 ComponentFactory = Callable[[Settings, asyncpg.Pool, web.Application], Component | None]
 
 #: "module:function" factories; each returns a component, or None when disabled by settings.
-COMPONENT_FACTORIES: tuple[str, ...] = ()
+COMPONENT_FACTORIES: tuple[str, ...] = (
+    "ingest.ocr_worker:create_component",
+    "ingest.mqtt_consumer:create",
+    "ingest.outbox_sender:create_component",
+)
 
 
 def _load_factory(path: str) -> ComponentFactory:
@@ -69,8 +73,7 @@ class Service:
         self.app = create_app(s, self.pool)
         self.runner = web.AppRunner(self.app, shutdown_timeout=s.shutdown_grace_s, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_address=True)
-        await site.start()
+        # Components start before the listener opens, so /readyz never answers "ready" without them.
         for path in COMPONENT_FACTORIES:
             component = _load_factory(path)(s, self.pool, self.app)
             if component is not None:
@@ -81,6 +84,8 @@ class Service:
                 )
                 if readiness is not None:
                     self.app[READINESS][component.name] = readiness
+        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_address=True)
+        await site.start()
         log.info("listening on http://%s:%s", s.http_host, s.http_port)
 
     def request_stop(self) -> None:

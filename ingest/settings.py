@@ -11,7 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CARMILEAGE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CARMILEAGE_",
+        # The project broker's service credentials (written by `carmileage broker start`), then .env.
+        env_file=(".var/broker/service.env", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
     )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/carmileage"
@@ -22,6 +26,25 @@ class Settings(BaseSettings):
     mqtt_client_id: str = "carmileage-ingest"
     mqtt_share_group: str = "carmileage"
     mqtt_enabled: bool = True
+
+    # -- telematics ingestion (docs/providers.md, docs/scaling.md) --
+    #: A worker removed for good leaves the shared subscription when it stops (else the broker
+    #: keeps queuing its share for it until its session expires).
+    mqtt_leave_on_stop: bool = False
+    #: The project's own Mosquitto instance: password file, ACL and pid file (`carmileage broker`).
+    mqtt_broker_dir: Path = Path(".var/broker")
+    #: Plausibility limits of the order-free checks (DESIGN.md, Readings).
+    max_speed_kmh: int = Field(250, ge=1, le=2000)
+    max_km_per_day: int = Field(2000, ge=1, le=50_000)
+    clock_skew_s: int = Field(300, ge=0, le=86_400)
+    odometer_resolution_m: int = Field(1000, ge=0, le=100_000)
+    #: MQTT micro-batches: at most this many readings, or this many milliseconds after the first.
+    ingest_batch_size: int = Field(1000, ge=1, le=10_000)
+    ingest_batch_ms: int = Field(50, ge=1, le=10_000)
+    #: Messages received but not yet committed; beyond it the MQTT network thread waits.
+    ingest_queue_bound: int = Field(20_000, ge=10, le=1_000_000)
+    #: Batches written concurrently (each on its own pooled connection).
+    ingest_writers: int = Field(2, ge=1, le=16)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
@@ -35,6 +58,14 @@ class Settings(BaseSettings):
     rule_set: str | None = None
 
     reward_calculator_url: str | None = None
+    #: Outbox delivery to the reward calculator (ingest/outbox_sender.py).
+    outbox_batch_size: int = Field(20, ge=1, le=1000)
+    outbox_concurrency: int = Field(4, ge=1, le=64)
+    outbox_timeout_s: float = Field(10.0, gt=0, le=300)
+    outbox_lease_s: float = Field(60.0, gt=0, le=3600)
+    outbox_backoff_base_s: float = Field(2.0, gt=0, le=3600)
+    outbox_backoff_max_s: float = Field(3600.0, gt=0, le=86400)
+    outbox_poll_interval_s: float = Field(1.0, gt=0, le=60)
 
     # -- photos and review (docs/photos.md, docs/review.md) --
     #: Where photo bytes live: "local" (files under data_dir/blobs) or "s3" (needs the s3 extra).
@@ -46,8 +77,8 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     #: OCR worker processes (0: as many as CPU cores).
     ocr_workers: int = Field(0, ge=0, le=64)
-    #: A job whose worker vanished is retried once its lease ran out.
-    ocr_lease_s: float = Field(120.0, gt=0, le=3600)
+    #: A job whose worker vanished is retried once its lease ran out (renewed while it runs).
+    ocr_lease_s: float = Field(30.0, gt=0, le=3600)
     #: A photo that fails (or crashes a worker) this many times goes to review: no endless retry.
     ocr_max_attempts: int = Field(3, ge=1, le=20)
     #: One OCR run taking longer than this is killed and counts as a failed attempt.

@@ -18,6 +18,24 @@ from .types import ImageIntake, OdometerRead, PlateRead
 
 cv2.setNumThreads(1)
 
+
+def warm_up() -> None:
+    """Load every model now (e.g. in a process-pool initializer) instead of on the first photo.
+    Never raises; a missing model shows up later as an engine_error / lower confidence."""
+    try:
+        from . import digits, hangul, ppocr
+
+        ppocr._det()
+        ppocr._rec()
+        if digits.available():
+            digits._session()
+        if hangul.available():
+            hangul._session()
+        hangul.tesseract_available()
+    except Exception:
+        pass
+
+
 __all__ = [
     "ImageIntake",
     "OdometerRead",
@@ -26,4 +44,5 @@ __all__ = [
     "phash_distance",
     "read_odometer",
     "read_plate",
+    "warm_up",
 ]

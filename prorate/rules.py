@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -120,6 +120,20 @@ class PhotoWindowRules(BaseModel):
     annual_end_opens_after_months: int = Field(ge=0, le=36)
 
 
+class PeriodRules(BaseModel):
+    """How long a period runs when no photo marks its end: connected cars, whose start and end
+    readings are designated from the readings their provider streams (`prorate.period_bounds`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: An annual period's last day is this many months after its start reading's date.
+    annual_months: int = Field(ge=1, le=36)
+    #: The end reading is designated once this many whole days have passed after the period's last
+    #: day, so that readings a car buffered while offline have arrived; a reading that arrives
+    #: later never moves it.
+    end_settle_days: int = Field(ge=0, le=60)
+
+
 class Tier(BaseModel):
     """One reward tier: earned from `rate_from_pct` (or `km_from`) up to the next tier's bounds."""
 
@@ -175,6 +189,7 @@ class RuleSet(BaseModel):
     baseline: BaselineRules
     readings: ReadingRules
     photo_windows: PhotoWindowRules
+    periods: PeriodRules
     #: Ascending; the first tier starts at 0 (only a positive reduction earns, see `prorate.tiers`).
     tiers: tuple[Tier, ...]
     #: None when the rule set has no winter season special points.
@@ -194,6 +209,21 @@ class RuleSet(BaseModel):
             if hi.points < lo.points:
                 raise ValueError("a higher tier must not earn fewer points")
         return v
+
+    @model_validator(mode="after")
+    def _season_end_designated_in_time(self) -> RuleSet:
+        # A connected car's season end reading must be designated by the day the season may first
+        # be evaluated (the day after its end-data deadline), or the first evaluating round misses it.
+        s = self.season
+        if s is not None:
+            for year in (2023, 2024):  # a common and a leap year
+                designated = s.ends.in_year(year) + timedelta(days=self.periods.end_settle_days)
+                if designated > s.end_data_by.in_year(year) + timedelta(days=1):
+                    raise ValueError(
+                        "periods.end_settle_days is too long: a season's end reading must be designated "
+                        "by the day after season.end_data_by"
+                    )
+        return self
 
 
 def _load(path: Path) -> RuleSet:

@@ -27,6 +27,7 @@ MQTT_URL="${CARMILEAGE_MQTT_URL:-mqtt://127.0.0.1:1883}"
 
 # -- 1. Debian packages ------------------------------------------------------------------------
 PACKAGES=(postgresql postgresql-client mosquitto mosquitto-clients tesseract-ocr tesseract-ocr-kor
+          libgl1 libglib2.0-0
           ca-certificates)
 if (( TEST )); then
     PACKAGES+=(chromium fonts-nanum fonts-dseg fonts-noto-cjk fonts-dejavu-core)
@@ -151,4 +152,5 @@ fi
 
 # -- 4. database and migrations ----------------------------------------------------------------
 .venv/bin/carmileage migrate >&2
+scripts/start-mosquitto.sh >&2  # the project's broker for providers (auth + ACL), docs/providers.md
 say "ready"

@@ -4,8 +4,15 @@ A module's `register` adds its parser and sets `func` (args -> exit code). Keep 
 """
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "broker",
     "calc",
+    "evaluate",
     "migrate",
+    "outbox",
+    "periods",
+    "providers",
+    "report",
     "serve",
+    "stats",
     "tokens",
 )

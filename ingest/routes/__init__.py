@@ -9,5 +9,9 @@ api = Api(title="carmileage", version="1")
 
 ROUTE_MODULES: tuple[str, ...] = (
     "ops",
+    "pages",
+    "photos",
+    "providers",
+    "review",
     "vehicles",
 )

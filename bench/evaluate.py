@@ -1,0 +1,243 @@
+"""Benchmark: one evaluation round over N synthetic participations (default 1,000,000), set-based,
+against a naive per-participation loop (fetch, compute in Python, insert result and outbox row)
+timed on a sample in the same run and extrapolated to N.
+
+By default every car is connected (a provider's consent, no photos): the participations start
+without readings, and designating all their start and end readings at once (the first
+designation after a deployment, the worst case) is timed on its own before the round, whose own
+designation pass then finds nothing left (the steady state's fixed cost). `--world photo` gives
+every participation its readings up front instead, as the photo flow would.
+
+Uses its own scratch database (created, then dropped; CMBENCH_DB names it, --keep keeps it). Run:
+    nice -n 10 .venv/bin/python bench/evaluate.py [--n 1000000] [--sample 300] [--world connected|photo]
+Last line: {"participations": n, "seconds": s, "ratio_vs_naive": r, "designation_seconds": d}
+(`seconds` is the round, its designation pass included; `designation_seconds` the first designation.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+import asyncpg
+
+from prorate.baseline import BaselineFacts, derive_baseline
+from prorate.calc import compute
+from prorate.period import Period, report_km, report_pct, seoul_date
+from prorate.rounds import parse_round
+from prorate.rules import rule_set_named
+from storage.db import create_pool, drop_database, ensure_database, with_database
+from storage.evaluation import evaluate_round
+from storage.migrate import migrate
+from storage.period_readings import designate
+
+ADMIN_URL = os.environ.get("CARMILEAGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROUND = "2023-05"
+
+# 1 car per participation; a mix of every baseline method and ~10 % season participations.
+_GENERATE = """
+insert into owners (id, district)
+select 'o' || g, (array['강남구','종로구','마포구','송파구','노원구'])[1 + g % 5]
+from generate_series(1, $1) g;
+
+insert into vehicles (owner_id, plate, plate_key, vin, district, registration_region, use, vehicle_type,
+                      seats, fuel, first_registration_date, acquired_date, acquired_odometer_m)
+select 'o' || g, 'p' || g, 'p' || g, 'KMH' || lpad(g::text, 14, '0'),
+       (array['강남구','종로구','마포구','송파구','노원구'])[1 + g % 5], '서울', 'non_commercial',
+       'passenger', 5, 'gasoline',
+       case when g % 20 = 3 then date '2021-12-01' else date '2012-01-01' + (g % 3000) end,
+       case when g % 20 in (5, 6, 7) then date '2020-01-01' + (g % 300) end,
+       case when g % 20 in (5, 6, 7) then 10000000 + (g % 50000) * 100 end
+from generate_series(1, $1) g;
+
+-- $2: connected world. Its season readings lie inside the season [1 Dec, 1 Apr), as designation
+-- requires; its annual participations enrol on their first reading's day, so that the end reading
+-- lies within the 12 months.
+insert into readings (id, vehicle_id, odometer_m, recorded_at, source, verified_at)
+select 2 * g - 1, g, 40000000 + (g % 70000) * 1000, t, 'telematics', t + interval '1 hour'
+from generate_series(1, $1) g,
+     lateral (select case when g % 10 = 9 and $2 then timestamptz '2022-12-01 12:00+09'
+                          when g % 10 = 9 then timestamptz '2022-11-25 12:00+09'
+                          else timestamptz '2022-02-01 12:00+09' + make_interval(days => g % 200) end as t) x
+union all
+select 2 * g, g, 40000000 + (g % 70000) * 1000 + (g % 25000) * 1000 + g % 997, t, 'telematics',
+       t + interval '1 hour'
+from generate_series(1, $1) g,
+     lateral (select case when g % 10 = 9 and $2 then timestamptz '2023-03-31 12:00+09'
+                          when g % 10 = 9 then timestamptz '2023-04-02 12:00+09'
+                          else timestamptz '2023-01-01 12:00+09' + make_interval(days => g % 100) end as t) x;
+
+insert into participations (vehicle_id, program, season_year, rule_set, enrolled_on, baseline_daily_km,
+                            start_reading_id, end_reading_id)
+select g, case when g % 10 = 9 then 'season' else 'annual' end,
+       case when g % 10 = 9 then 2022 end, 'seoul-2022',
+       case when not $2 then date '2022-02-01'
+            when g % 10 = 9 then date '2022-11-20'
+            else date '2022-02-01' + g % 200 end,
+       case when g % 20 = 11 then 25.5 + (g % 100) / 10.0 end,
+       case when not $2 then 2 * g - 1 end, case when not $2 then 2 * g end
+from generate_series(1, $1) g;
+
+insert into providers (id, name) overriding system value select 1, 'bench-maker' where $2 and $1::int > 0;
+
+insert into vehicle_consents (provider_id, vehicle_id, granted_at)
+select 1, g, timestamptz '2020-01-01 00:00+09' from generate_series(1, $1) g where $2;
+"""
+
+async def setup(url: str, n: int, connected: bool) -> float:
+    t = time.perf_counter()
+    await drop_database(url)
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        async with conn.transaction():
+            # Synthetic data of our own making: skip the foreign-key triggers while loading.
+            await conn.execute("set local synchronous_commit = off")
+            await conn.execute("set local session_replication_role = replica")
+            for stmt in _GENERATE.split(";\n\n"):
+                await conn.execute(stmt, *((n, connected) if "$2" in stmt else (n,)))
+            await conn.execute("select setval('readings_id_seq', $1)", 2 * n)
+        await conn.execute("analyze")
+    finally:
+        await conn.close()
+    return time.perf_counter() - t
+
+
+async def naive_sample(pool: asyncpg.Pool, sample: int, n: int) -> float:
+    """Seconds per participation for a per-row loop: fetch, compute in Python, insert, one by one."""
+    rnd = parse_round(ROUND)
+    rules = rule_set_named("seoul-2022")
+    step = max(1, n // sample)
+    ids = list(range(1, n + 1, step))[:sample]
+    async with pool.acquire() as conn:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            t = time.perf_counter()
+            for pid in ids:
+                row = await conn.fetchrow(
+                    """select p.*, v.first_registration_date, v.acquired_date, v.acquired_odometer_m, v.district,
+                              rs.odometer_m as start_m, rs.recorded_at as start_at,
+                              re.odometer_m as end_m, re.recorded_at as end_at, re.verified_at
+                       from participations p join vehicles v on v.id = p.vehicle_id
+                       join readings rs on rs.id = p.start_reading_id
+                       join readings re on re.id = p.end_reading_id
+                       where p.id = $1""",
+                    pid,
+                )
+                assert row is not None
+                if row["verified_at"] >= rnd.cutoff:
+                    continue
+                period = Period(seoul_date(row["start_at"]), seoul_date(row["end_at"]))
+                baseline = derive_baseline(
+                    BaselineFacts(
+                        start_date=period.start,
+                        start_odometer_m=row["start_m"],
+                        first_registration_date=row["first_registration_date"],
+                        acquired_date=row["acquired_date"],
+                        acquired_odometer_m=row["acquired_odometer_m"],
+                        district=row["district"],
+                        override_daily_km=row["baseline_daily_km"],
+                    ),
+                    rules.baseline,
+                )
+                f = compute(
+                    program=row["program"],
+                    rules=rules,
+                    period=period,
+                    start_odometer_m=row["start_m"],
+                    end_odometer_m=row["end_m"],
+                    baseline=baseline,
+                    season_year=row["season_year"],
+                )
+                assert f.baseline_m is not None and f.reduction_m is not None
+                rid = await conn.fetchval(
+                    """insert into period_results (participation_id, version, round, program, rule_set,
+                           start_reading_id, end_reading_id, start_date, end_date, days, baseline_daily_km,
+                           baseline_km, actual_km, reduction_km, reduction_rate_pct, points, special_points,
+                           baseline_derivation)
+                       values ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                       returning id""",
+                    pid, ROUND, f.program, f.rules, row["start_reading_id"], row["end_reading_id"],
+                    f.start_date, f.end_date, f.days, report_km(baseline.daily_m), report_km(f.baseline_m),
+                    report_km(f.actual_m), report_km(f.reduction_m),
+                    report_pct(f.reduction_rate) if f.reduction_rate is not None else None,
+                    f.points or 0, f.special_points or 0, json.dumps(baseline.evidence()),
+                )
+                await conn.execute(
+                    "insert into outbox (event_id, kind, period_result_id, payload) values (gen_random_uuid(), 'period_result', $1, $2)",
+                    rid,
+                    json.dumps(f.report()),
+                )
+            per_row = (time.perf_counter() - t) / len(ids)
+        finally:
+            await tr.rollback()
+    return per_row
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--sample", type=int, default=300)
+    ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    ap.add_argument("--world", choices=("connected", "photo"), default="connected")
+    ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    url = with_database(ADMIN_URL, os.environ.get("CMBENCH_DB", f"cmbench_evaluate_{os.getpid()}"))
+    try:
+        connected = args.world == "connected"
+        setup_s = await setup(url, args.n, connected)
+        print(f"setup: {args.n} participations ({args.world}) in {setup_s:.1f} s", file=sys.stderr)
+        if args.setup_only:
+            return
+        pool = await create_pool(url, min_size=1, max_size=2)
+        designation_s = 0.0
+        try:
+            if connected:
+                async with pool.acquire() as conn:
+                    t = time.perf_counter()
+                    d = await designate(conn)
+                    designation_s = time.perf_counter() - t
+                    await conn.execute("analyze participations")
+                print(
+                    f"designation: {d.starts} start and {d.ends} end readings in {designation_s:.1f} s",
+                    file=sys.stderr,
+                )
+                assert d.starts == d.ends == args.n, d
+            per_row = await naive_sample(pool, args.sample, args.n)
+            print(f"naive: {per_row * 1000:.2f} ms per participation", file=sys.stderr)
+            async with pool.acquire() as conn:
+                t = time.perf_counter()
+                marks: list[float] = []
+                staged = await evaluate_round(
+                    conn, parse_round(ROUND), on_staged=lambda _: marks.append(time.perf_counter())
+                )
+                seconds = time.perf_counter() - t
+                written = await conn.fetchval("select count(*) from outbox")
+        finally:
+            await pool.close()
+        print(
+            f"set-based: {staged.to_write} results + {written} outbox rows in {seconds:.1f} s "
+            f"({staged.candidates} candidates, {len(staged.problems)} problems; "
+            f"staging {marks[0] - t:.1f} s, writing {t + seconds - marks[0]:.1f} s)",
+            file=sys.stderr,
+        )
+        assert staged.to_write == written == args.n - len(staged.problems)
+        print(json.dumps({
+            "participations": args.n,
+            "seconds": round(seconds, 2),
+            "ratio_vs_naive": round(per_row * args.n / seconds, 1),
+            "designation_seconds": round(designation_s, 2),
+        }))
+    finally:
+        if not args.keep:
+            await drop_database(url)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,228 @@
+"""`carmileage providers add|list|rotate|consent`: connected-car providers and their credentials.
+
+`add` creates the provider, its MQTT credentials (username = provider name) and its HTTP secret,
+and prints them once. The database keeps the secret (to verify signatures) and only a hash of the
+MQTT password; the project broker's password file is rewritten from the database and the broker
+reloads it (SIGHUP), so the new provider can connect at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from ingest import broker
+from ingest.settings import Settings, load_settings
+from storage.db import create_pool
+from storage.providers import (
+    ProviderExists,
+    ProviderNotFound,
+    add_secret,
+    create_provider,
+    grant_consent,
+    list_providers,
+    mqtt_credentials,
+    provider_id,
+    revoke_older_secrets,
+    set_mqtt_password,
+    withdraw_consents,
+)
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+T = TypeVar("T")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("providers", help="add, list and rotate connected-car providers; record consents")
+    psub = p.add_subparsers(dest="providers_command", required=True)
+
+    a = psub.add_parser("add", help="create a provider with MQTT credentials and an HTTP secret (printed once)")
+    a.add_argument("name", help="lower-case letters, digits, - and _; also the MQTT username")
+    a.add_argument("--display-name")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=run_add)
+
+    ls = psub.add_parser("list", help="list providers (never their secrets)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run_list)
+
+    r = psub.add_parser("rotate", help="rotate a provider's HTTP secret or MQTT password")
+    r.add_argument("name")
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--http", action="store_true", help="add a new HTTP secret; the previous one stays valid")
+    what.add_argument(
+        "--finish", action="store_true", help="end an HTTP rotation: only the newest secret stays valid"
+    )
+    what.add_argument("--mqtt", action="store_true", help="a new MQTT password; the old one stops working")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=run_rotate)
+
+    c = psub.add_parser("consent", help="record (or withdraw) members' consent for a provider, by VIN")
+    c.add_argument("name")
+    c.add_argument("vins", nargs="+")
+    c.add_argument("--withdraw", action="store_true", help="withdraw: also deletes the provider's unverified data")
+    c.set_defaults(func=run_consent)
+
+    s = psub.add_parser("sync-broker", help="rewrite the project broker's password file from the database")
+    s.set_defaults(func=run_sync)
+
+
+def _run(fn: Callable[[asyncpg.Connection, Settings], Awaitable[T]]) -> T:
+    settings = load_settings()
+
+    async def go() -> T:
+        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await fn(conn, settings)  # type: ignore[arg-type]
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+async def sync_broker(conn: asyncpg.Connection, broker_dir: Path) -> str:
+    """Rewrite the password file and reload the broker; a sentence saying what happened."""
+    if not (broker_dir / "mosquitto.conf").exists():
+        return f"no project broker in {broker_dir}: give these credentials to your broker"
+    broker.write_password_file(broker_dir, await mqtt_credentials(conn))
+    if broker.reload(broker_dir):
+        return f"broker in {broker_dir} reloaded its password file"
+    return f"password file in {broker_dir} updated (the broker is not running)"
+
+
+def _broker_address(settings: Settings) -> str:
+    parts = urlsplit(settings.mqtt_url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 1883}"
+
+
+def run_add(args: argparse.Namespace) -> int:
+    if not NAME.match(args.name):
+        raise SystemExit("carmileage: a provider name is 2-63 of a-z, 0-9, - and _, starting with a letter or digit")
+    password = broker.new_password()
+
+    async def go(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
+        try:
+            pid, secret = await create_provider(
+                conn, args.name, display_name=args.display_name, mqtt_password_hash=broker.hash_password(password)
+            )
+        except ProviderExists:
+            raise SystemExit(f"carmileage: a provider named {args.name!r} exists") from None
+        note = await sync_broker(conn, settings.mqtt_broker_dir)
+        return {
+            "id": pid,
+            "name": args.name,
+            "mqtt": {
+                "broker": _broker_address(settings),
+                "username": args.name,
+                "password": password,
+                "topic": broker.topic_for(args.name),
+                "qos": 1,
+            },
+            "http": {
+                "url": f"/v1/providers/{args.name}/readings",
+                "secret": secret,
+                "signature": "X-Carmileage-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
+            },
+            "broker": note,
+        }
+
+    out = _run(go)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"provider {out['name']} (id {out['id']}) created; these secrets are shown only now.")
+        print(f"  MQTT   {out['mqtt']['broker']}  user {out['name']}  password {out['mqtt']['password']}")
+        print(f"         publish QoS 1 to {out['mqtt']['topic']}")
+        print(f"  HTTP   POST {out['http']['url']}  HMAC secret {out['http']['secret']}")
+        print(f"  broker {out['broker']}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    async def go(conn: asyncpg.Connection, settings: Settings) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r["name"],
+                "display_name": r["display_name"],
+                "active": r["active"],
+                "active_secrets": r["active_secrets"],
+                "consenting_vehicles": r["consenting_vehicles"],
+                "created_at": r["created_at"].isoformat(),
+            }
+            for r in await list_providers(conn)
+        ]
+
+    rows = _run(go)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            state = "active" if r["active"] else "inactive"
+            print(
+                f"{r['name']:<24} {state:<9} secrets {r['active_secrets']}  "
+                f"consenting cars {r['consenting_vehicles']}  {r['display_name'] or ''}"
+            )
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    async def go(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
+        try:
+            pid = await provider_id(conn, args.name)
+        except ProviderNotFound:
+            raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
+        if args.http:
+            return {"http_secret": await add_secret(conn, pid), "note": "the previous secret stays valid until --finish"}
+        if args.finish:
+            return {"revoked_secrets": await revoke_older_secrets(conn, pid)}
+        password = broker.new_password()
+        await set_mqtt_password(conn, pid, args.name, broker.hash_password(password))
+        return {"mqtt_password": password, "broker": await sync_broker(conn, settings.mqtt_broker_dir)}
+
+    out = _run(go)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def run_consent(args: argparse.Namespace) -> int:
+    async def go(conn: asyncpg.Connection, settings: Settings) -> str:
+        try:
+            pid = await provider_id(conn, args.name)
+        except ProviderNotFound:
+            raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
+        vins = [v.strip().upper() for v in args.vins]
+        if args.withdraw:
+            w = await withdraw_consents(conn, pid, vins)
+            return (
+                f"withdrawn for {len(w.withdrawn_vehicle_ids)} cars; {w.deleted_quarantined} unverified "
+                f"readings deleted; unknown VINs: {', '.join(w.unknown_vins) or 'none'}"
+            )
+        rows = await conn.fetch("select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins)
+        for r in rows:
+            await grant_consent(conn, pid, r["id"])
+        unknown = sorted(set(vins) - {r["vin"] for r in rows})
+        return f"consent recorded for {len(rows)} cars; unknown VINs: {', '.join(unknown) or 'none'}"
+
+    print(_run(go))
+    return 0
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    async def go(conn: asyncpg.Connection, settings: Settings) -> str:
+        return await sync_broker(conn, settings.mqtt_broker_dir)
+
+    print(_run(go))
+    return 0

@@ -1,0 +1,267 @@
+"""Hangul syllables on licence plates: our own small classifier (ocr/models/hangul.onnx, trained by
+scripts/train_hangul.py on synthetic renders), voted with tesseract's Korean model restricted to
+the plate syllables when tesseract is installed."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Plate syllables (the character set needed for decoding; the grammar itself lives in
+# prorate.identifiers) + the syllables of the region names + "#" = not a syllable.
+PLATE_SYLLABLES = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주바사아자배하허호"
+REGIONS = (
+    "서울",
+    "부산",
+    "대구",
+    "인천",
+    "광주",
+    "대전",
+    "울산",
+    "세종",
+    "경기",
+    "강원",
+    "충북",
+    "충남",
+    "전북",
+    "전남",
+    "경북",
+    "경남",
+    "제주",
+)
+_region_chars = "".join(dict.fromkeys(c for r in REGIONS for c in r if c not in PLATE_SYLLABLES))
+CLASSES = PLATE_SYLLABLES + _region_chars + "#"
+S = 32
+MODEL = Path(__file__).parent / "models" / "hangul.onnx"
+_LOCK = threading.Lock()
+
+
+def preprocess(bgr: np.ndarray) -> np.ndarray:
+    """Gray, bright-glyph-on-dark, robust min-max, aspect-preserving fit into S x S."""
+    a = bgr
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
+    a = a.astype(np.float32)
+    h, w = a.shape
+    if h < 2 or w < 2:
+        return np.zeros((S, S), np.float32)
+    lo, hi = np.percentile(a, 3), np.percentile(a, 97)
+    a = np.clip((a - lo) / max(hi - lo, 1e-3), 0, 1)
+    if np.median(a) > 0.5:
+        a = 1.0 - a
+    sc = S / max(h, w)
+    nh, nw = max(1, round(h * sc)), max(1, round(w * sc))
+    a = cv2.resize(a, (nw, nh), interpolation=cv2.INTER_AREA if sc < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((S, S), np.float32)
+    y0, x0 = (S - nh) // 2, (S - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = a
+    return out
+
+
+@lru_cache(maxsize=1)
+def _session():
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 4
+    return ort.InferenceSession(str(MODEL), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def available() -> bool:
+    return MODEL.exists()
+
+
+def _probs(imgs: list[np.ndarray]) -> np.ndarray:
+    x = np.stack([preprocess(i) for i in imgs])[:, None].astype(np.float32)
+    s = _session()
+    with _LOCK:
+        lg = s.run(None, {s.get_inputs()[0].name: x})[0]
+    lg = lg - lg.max(axis=1, keepdims=True)
+    e = np.exp(lg)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _variants(img: np.ndarray) -> list[np.ndarray]:
+    """The slot crop plus slightly narrower / shifted cuts (test-time augmentation)."""
+    _h, w = img.shape[:2]
+    out = [img]
+    d = max(1, int(w * 0.1))
+    if w > 8:
+        out += [img[:, d:], img[:, : w - d], img[:, d : w - d]]
+    return out
+
+
+def classify_syllable(img: np.ndarray) -> list[tuple[str, float]]:
+    """Ranked (syllable, prob) among plate syllables; empty when no model."""
+    if not available() or img.size == 0:
+        return []
+    p = _probs(_variants(img)).mean(axis=0)
+    # a slot holds a plate syllable or nothing: renormalise over those (+ "#"), region-only
+    # syllables are not candidates here
+    keep = np.array([c in PLATE_SYLLABLES or c == "#" for c in CLASSES])
+    p = np.where(keep, p, 0.0)
+    p = p / max(float(p.sum()), 1e-9)
+    order = np.argsort(-p)
+    return [(CLASSES[i], float(p[i])) for i in order[:6] if CLASSES[i] in PLATE_SYLLABLES][:5]
+
+
+def classify_region(img: np.ndarray) -> list[tuple[str, float]]:
+    """The head of a plate (left of the front number, or the top row): two syllables, side by side
+    or stacked (small yellow / green plates print 인/천 one above the other) -> region name."""
+    if not available() or img.size == 0:
+        return []
+    h, w = img.shape[:2]
+    if w < 4 or h < 4:
+        return []
+    layouts = [[img[:, : w // 2], img[:, w // 2 :]], [img[: h // 2], img[h // 2 :]]]
+    idx = {c: i for i, c in enumerate(CLASSES)}
+    best: dict[str, float] = {}
+    for parts in layouts:
+        p = _probs(parts)
+        for r in REGIONS:
+            sc = float(p[0, idx[r[0]]] * p[1, idx[r[1]]]) ** 0.5
+            best[r] = max(best.get(r, 0.0), sc)
+    scored = sorted(best.items(), key=lambda t: -t[1])
+    return scored[:3]
+
+
+@lru_cache(maxsize=1)
+def tesseract_available() -> bool:
+    try:
+        import pytesseract
+
+        return "kor" in pytesseract.get_languages(config="")
+    except Exception:
+        return False
+
+
+_MEMO: dict[tuple[str, bytes], object] = {}
+
+
+def _memo(kind: str, img: np.ndarray, fn):
+    """Per-process memo of slot readings (the same crop is often examined by several splits)."""
+    import hashlib
+
+    key = (
+        kind,
+        hashlib.blake2b(
+            np.ascontiguousarray(img).tobytes() + str(img.shape).encode(), digest_size=16
+        ).digest(),
+    )
+    if key in _MEMO:
+        return _MEMO[key]
+    v = fn(img)
+    if len(_MEMO) > 256:
+        _MEMO.clear()
+    _MEMO[key] = v
+    return v
+
+
+def tesseract_syllable(img: np.ndarray) -> str | None:
+    return _memo("tsyl", img, _tesseract_syllable)
+
+
+def tesseract_region(img: np.ndarray) -> list[tuple[str, float]]:
+    return _memo("treg", img, _tesseract_region)
+
+
+def _tesseract_syllable(img: np.ndarray) -> str | None:
+    """Tesseract's Korean model on the slot, single-character mode, whitelisted to plate syllables.
+    Returns the syllable or None (nothing read / tesseract unavailable)."""
+    if img.size == 0 or not tesseract_available():
+        return None
+    try:
+        import pytesseract
+        from PIL import Image
+
+        h = img.shape[0]
+        s = 64.0 / max(h, 1)
+        big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        big = cv2.copyMakeBorder(big, 10, 10, 10, 10, cv2.BORDER_REPLICATE)
+        txt = pytesseract.image_to_string(
+            Image.fromarray(np.ascontiguousarray(big[:, :, ::-1])),
+            lang="kor",
+            config=f"--psm 10 -c tessedit_char_whitelist={PLATE_SYLLABLES}",
+            timeout=5,
+        )
+    except Exception:
+        return None
+    chars = [c for c in txt if c in PLATE_SYLLABLES]
+    return chars[0] if len(chars) == 1 else None
+
+
+def vote_syllable(img: np.ndarray) -> list[tuple[str, float, bool, bool]]:
+    """Ranked (syllable, prob, engines_agree): our model's distribution mixed with tesseract's
+    single answer (tesseract is the stronger reader of real plate glyphs, ours the calibrated one)."""
+    cnn = dict(classify_syllable(img))
+    tess = tesseract_syllable(img)
+    out: dict[str, float] = {}
+    for s in PLATE_SYLLABLES:
+        c = cnn.get(s, 0.0)
+        t = 1.0 if s == tess else 0.0
+        out[s] = 0.55 * t + 0.45 * c if tess is not None else 0.6 * c
+    ranked = sorted(out.items(), key=lambda kv: -kv[1])[:5]
+    top_cnn = max(cnn.items(), key=lambda kv: kv[1])[0] if cnn else None
+    return [(s, p, tess is not None and s == tess and s == top_cnn, s == tess) for s, p in ranked if p > 0]
+
+
+_REGION_CHARS = "".join(dict.fromkeys("".join(REGIONS)))
+
+
+def _tesseract_region(img: np.ndarray) -> list[tuple[str, float]]:
+    """Region name from tesseract (Korean, whitelisted to region syllables): both syllables read ->
+    0.9; one syllable that only one region name contains -> 0.6."""
+    if img.size == 0 or not tesseract_available():
+        return []
+    try:
+        import pytesseract
+        from PIL import Image
+
+        h, w = img.shape[:2]
+        stacked = h > 1.2 * w
+        s = (96.0 if stacked else 64.0) / max(h, 1)
+        big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        big = cv2.copyMakeBorder(big, 12, 12, 12, 12, cv2.BORDER_REPLICATE)
+        txt = pytesseract.image_to_string(
+            Image.fromarray(np.ascontiguousarray(big[:, :, ::-1])),
+            lang="kor",
+            config=f"--psm {6 if stacked else 7} -c tessedit_char_whitelist={_REGION_CHARS}",
+            timeout=5,
+        )
+    except Exception:
+        return []
+    chars = "".join(c for c in txt if c in _REGION_CHARS)
+    if not chars:
+        return []
+    out: list[tuple[str, float]] = []
+    for r in REGIONS:
+        if r in chars:
+            out.append((r, 0.9))
+    if not out:
+        for c in set(chars):
+            owners = [r for r in REGIONS if c in r]
+            if len(owners) == 1:
+                out.append((owners[0], 0.45))  # one syllable only: needs our model to agree
+    return sorted(set(out), key=lambda t: -t[1])
+
+
+def vote_region(img: np.ndarray) -> tuple[str | None, float]:
+    """Region from tesseract and our model; (None, 0) when neither is convincing."""
+    tess = tesseract_region(img)
+    cnn = classify_region(img)
+    cnn_top = cnn[0] if cnn else (None, 0.0)
+    if tess:
+        r, p = tess[0]
+        if cnn_top[0] == r:
+            return r, min(1.0, p + 0.25)
+        if p >= 0.9:
+            return r, p
+    if cnn_top[0] is not None and cnn_top[1] >= 0.7:
+        return cnn_top[0], cnn_top[1] * 0.8
+    return None, 0.0

@@ -1,0 +1,587 @@
+"""Korean licence-plate reading.
+
+Text lines are found with the PP-OCRv4 DB detector (whole frame, contrast-equalised), digits read
+with the PP-OCRv4 CTC recogniser (its vocabulary has no Hangul, so the syllable comes out as a low
+confidence symbol, a digit or nothing); the slot between the front number and the 4-digit serial is
+located from the CTC frame positions and the Hangul syllable / region in it is classified by our own
+small syllable model (ocr/models/hangul.onnx) and by tesseract's Korean model restricted to the plate
+syllables.  Every assembled candidate must parse with prorate.identifiers.parse_plate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import cast
+
+import cv2
+import numpy as np
+
+from . import hangul, ppocr
+from .intake import decode
+from .types import EngineInfo, PlateRead
+
+cv2.setNumThreads(1)
+
+VERSION = "plate-1"
+DET_MAX_SIDE = 1280
+AUTO_ACCEPT = 0.85
+CLAIM_MIN_CONF = 0.6
+
+
+def _parse(text: str):
+    try:
+        from prorate.identifiers import IdentifierError, parse_plate
+    except Exception:  # pragma: no cover - grammar module missing
+        return None
+    try:
+        return parse_plate(text)
+    except IdentifierError:
+        return None
+    except Exception:
+        return None
+
+
+@dataclass
+class Char:
+    ch: str
+    frame: int
+    conf: float
+    x: float  # centre x in crop pixels
+
+
+@dataclass
+class Line:
+    box: ppocr.TextBox
+    crop: np.ndarray
+    chars: list[Char] = field(default_factory=list)
+    text: str = ""
+    pitch: float = 0.0  # px per frame in the crop
+
+
+@dataclass
+class Cand:
+    text: str
+    front: str
+    syllable: str
+    serial: str
+    region: str | None
+    digit_conf: float
+    syl_conf: float
+    region_conf: float
+    box: ppocr.TextBox
+    colour: str = "unknown"
+    parts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return self.digit_conf * self.syl_conf * (self.region_conf if self.region else 1.0)
+
+
+def _read_line(img: np.ndarray, b: ppocr.TextBox) -> Line:
+    crop = ppocr.crop_quad(img, b.quad)
+    rr = ppocr.recognize(crop)
+    p = rr.probs
+    T = p.shape[0]
+    idx = p.argmax(axis=1)
+    th = 48
+    tw = math.ceil(th * crop.shape[1] / max(crop.shape[0], 1))
+    # frames cover max(tw,320) model pixels; a frame is (model width / T) pixels
+    model_w = max(tw, 320)
+    frame_px = (model_w / (T if T else 1)) * (crop.shape[1] / max(tw, 1))
+    # use the full (unpadded) frame count for the stride
+    full_T = round(model_w / 8)
+    frame_px = (model_w / full_T) * (crop.shape[1] / max(tw, 1))
+    chars: list[Char] = []
+    prev = 0
+    for t in range(T):
+        i = int(idx[t])
+        if i != 0 and i != prev:
+            chars.append(Char(rr.vocab[i], t, float(p[t, i]), (t + 0.5) * frame_px))
+        elif i != 0 and i == prev and chars:
+            chars[-1].conf = max(chars[-1].conf, float(p[t, i]))
+        prev = i
+    ln = Line(b, crop, chars, "".join(c.ch for c in chars), frame_px)
+    return ln
+
+
+def _plate_colour(img: np.ndarray, b: ppocr.TextBox) -> str:
+    crop = ppocr.crop_quad(img, b.quad, pad=0.3)
+    if crop.size == 0:
+        return "unknown"
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    v = hsv[..., 2]
+    g = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    # background = the majority tone: pixels on the brighter side unless the plate is dark-on-light
+    thr = np.percentile(g, 50)
+    bg = g >= thr
+    if bg.sum() < 10:
+        return "unknown"
+    h = hsv[..., 0][bg].astype(np.float32)
+    s = hsv[..., 1][bg].astype(np.float32)
+    val = v[bg].astype(np.float32)
+    sm, vm = float(np.median(s)), float(np.median(val))
+    if sm < 60:
+        return "white" if vm > 90 else "unknown"
+    hm = float(np.median(h))
+    if hm < 8 or hm >= 170:
+        return "orange" if sm > 120 else "unknown"
+    if hm < 20:
+        return "orange"
+    if hm < 38:
+        return "yellow"
+    if hm < 88:
+        return "green"
+    if hm < 130:
+        return "blue"
+    return "unknown"
+
+
+def _split(ln: Line) -> list[dict[str, object]]:
+    """Possible (front digits, syllable slot x-range, serial digits, head x-range) splits of a line.
+    Each split carries a prior (< 1 when digits had to be dropped to fit the grammar)."""
+    cs = ln.chars
+    out: list[dict[str, object]] = []
+    # serial: the last run of >= 4 digits
+    j = len(cs)
+    while j > 0 and not cs[j - 1].ch.isdigit():
+        j -= 1
+    k = j
+    while k > 0 and cs[k - 1].ch.isdigit():
+        k -= 1
+    run = cs[k:j]
+    if len(run) < 4:
+        return out
+    serial = run[-4:]
+    before = cs[: j - 4]
+    pitch = float(np.median(np.diff([c.x for c in serial]))) if len(serial) >= 2 else ln.crop.shape[0] * 0.5
+    pitch = max(pitch, 2.0)
+    first_x = serial[0].x
+
+    def add(front: list[Char], sylc: Char | None, prior: float) -> None:
+        if len(front) not in (2, 3):
+            return
+        hx = front[0].x - 0.5 * pitch
+        head = (0.0, hx) if hx > pitch * 0.5 else None
+        out.append(
+            {
+                "front": "".join(c.ch for c in front),
+                "front_conf": [c.conf for c in front],
+                "serial": "".join(c.ch for c in serial),
+                "serial_conf": [c.conf for c in serial],
+                "slot": (front[-1].x + 0.5 * pitch, first_x - 0.5 * pitch),
+                "head": head,
+                "sylc": sylc.ch if sylc else None,
+                "pitch": pitch,
+                "prior": prior,
+            }
+        )
+
+    def fronts(digs: list[Char], sylc: Char | None, prior: float) -> None:
+        if len(digs) in (2, 3):
+            add(digs, sylc, prior)
+        elif len(digs) > 3:  # extra digits in front: something else was read into the line
+            add(digs[-3:], sylc, prior * 0.5)
+            add(digs[-2:], sylc, prior * 0.4)
+
+    if before and not before[-1].ch.isdigit():
+        # one to three non-digits (the syllable misread, spaces, a hyphen) between front and serial
+        e = len(before)
+        while e > 0 and not before[e - 1].ch.isdigit() and len(before) - e < 3:
+            e -= 1
+        if e > 0 and before[e - 1].ch.isdigit():
+            x_char = before[e]
+            m = e
+            while m > 0 and before[m - 1].ch.isdigit():
+                m -= 1
+            fronts(before[m:e], x_char, 1.0)
+            if e - m >= 3 and before[e - 1].conf < 0.6:  # the syllable read as a doubtful digit
+                fronts(before[m : e - 1], before[e - 1], 0.9)
+        return out
+    m = len(before)
+    while m > 0 and before[m - 1].ch.isdigit():
+        m -= 1
+    digs = before[m:]
+    if digs and first_x - digs[-1].x > 1.5 * pitch:  # syllable dropped: a gap before the serial
+        fronts(digs, None, 1.0)
+    if len(digs) >= 3:  # syllable read as a digit: the digit just before the serial is the slot
+        fronts(digs[:-1], digs[-1], 0.9)
+    return out
+
+
+def _slice(crop: np.ndarray, x0: float, x1: float) -> np.ndarray:
+    w = crop.shape[1]
+    a, b = int(max(0, math.floor(x0))), int(min(w, math.ceil(x1)))
+    if b - a < 3:
+        return crop[:, 0:0]
+    return crop[:, a:b]
+
+
+def _engines() -> list[str]:
+    e = ["ppocrv4-onnx"]
+    if hangul.available():
+        e.append("hangul-own")
+    e.append("tesseract-kor")
+    return e
+
+
+def read_plate(image_bytes: bytes, claimed_plate: str | None = None) -> PlateRead:
+    t0 = time.perf_counter()
+    try:
+        r = _read(image_bytes, claimed_plate)
+    except Exception as exc:
+        r = PlateRead(reasons=["engine_error", f"engine_error:{type(exc).__name__}"])
+        if claimed_plate is not None:
+            r.claim_confirmed = False
+    r.engine = EngineInfo(name="carmileage-ocr", version=VERSION, engines=_engines())
+    r.elapsed_ms = round((time.perf_counter() - t0) * 1000, 1)
+    return r
+
+
+def _norm_claim(s: object) -> str | None:
+    if not isinstance(s, str):
+        return None
+    t = re.sub(r"[\s\-·.]", "", unicodedata.normalize("NFKC", s))
+    return t or None
+
+
+def _enhance(img: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB)
+    lab[..., 0] = cv2.createCLAHE(2.5, (8, 8)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
+def _read(image_bytes: bytes, claimed: str | None) -> PlateRead:
+    dec = decode(image_bytes)
+    info = dec.intake
+    res = PlateRead(intake=info, reasons=list(info.reasons))
+    claim = _norm_claim(claimed)
+    if claimed is not None:
+        res.claim_confirmed = False
+    if not info.ok or dec.bgr is None:
+        return res
+    img = dec.bgr
+    up = 1.0
+    if max(img.shape[:2]) < 640:  # close-up crops: give the detector some pixels
+        up = 640 / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+    boxes = ppocr.detect(_enhance(img), max_side=DET_MAX_SIDE)
+    boxes = [b for b in boxes if b.height >= 8 and b.height * 0.8 <= b.width <= b.height * 14]
+    boxes += _merged_rows(boxes)
+    lines: list[Line] = []
+    all_lines: list[Line] = []
+    for b in boxes:
+        ln = _read_line(img, b)
+        all_lines.append(ln)
+        if sum(c.ch.isdigit() for c in ln.chars) >= 2:
+            lines.append(ln)
+    cands: list[Cand] = []
+    for li, ln in enumerate(lines):
+        for sp in _split(ln):
+            cands.extend(_assemble(img, ln, sp, lines, li))
+        cands.extend(_two_row(img, ln, all_lines))
+    # dedupe, best score first
+    best: dict[str, Cand] = {}
+    for c in cands:
+        if c.text not in best or c.score > best[c.text].score:
+            best[c.text] = c
+    ranked = sorted(best.values(), key=lambda c: -c.score)
+    res.candidates = [(c.text, round(c.score, 4)) for c in ranked[:5]]
+    if not ranked:
+        res.reasons.append("no_plate_found")
+        _claim(res, claim, ranked)
+        return res
+    top = ranked[0]
+    # the same plate with its region read (above or left of the number) is the fuller reading
+    for c in ranked[1:4]:
+        if (
+            c.region
+            and not top.region
+            and (c.front, c.syllable, c.serial) == (top.front, top.syllable, top.serial)
+            and c.region_conf >= 0.6
+        ):
+            top = c
+            break
+    if top.region is None:
+        top = _region_left(img, top, all_lines, res)
+    parsed = _parse(top.text)
+    res.text = top.text
+    res.syllable = top.syllable
+    res.region = top.region
+    res.use = parsed.use if parsed is not None else None
+    x, y, w, h = top.box.xywh()
+    s = 1.0 / (dec.scale * up)
+    res.box = (int(x * s), int(y * s), int(w * s), int(h * s))
+    res.plate_colour = top.colour  # type: ignore[assignment]
+    key = (top.front, top.syllable, top.serial)
+    rivals = [c.score for c in ranked if (c.front, c.syllable, c.serial) != key]
+    second = max(rivals, default=0.0)
+    conf = top.score * (1.0 - 0.5 * min(1.0, second / max(top.score, 1e-6)))
+    # other plates in the frame with a different number: ambiguity
+    distinct = {c.serial for c in ranked if c.score > 0.5 * top.score}
+    if len(distinct) > 1:
+        res.reasons.append("multiple_plates")
+        conf *= 0.5
+    res.confidence = round(float(np.clip(conf, 0, 1)), 4)
+    if top.parts.get("head_unread"):
+        res.reasons.append("region_unread")  # something is printed left of the number
+    res.auto_accept = bool(
+        res.confidence >= AUTO_ACCEPT and top.parts.get("agree", False) and not top.parts.get("head_unread")
+    )
+    if not res.auto_accept:
+        res.reasons.append("low_confidence")
+    _claim(res, claim, ranked, top)
+    return res
+
+
+def _claim(res: PlateRead, claim: str | None, ranked: list[Cand], top: Cand | None = None) -> None:
+    """Confirmed only when the plate read from the image is the claim: every digit read with
+    >= 0.9, and the claimed syllable is the one read, with both syllable engines agreeing or
+    tesseract reading exactly that syllable.  A claimed region must not contradict a region read."""
+    if claim is None:
+        return
+    res.claim_confirmed = False
+    cp = _parse(claim)
+    if cp is None:
+        res.reasons.append("claim_invalid")
+        return
+    if top is None:
+        res.claim_score = 0.0
+        return
+    ok = (
+        (top.front, top.syllable, top.serial) == (cp.front, cp.syllable, cp.serial)
+        and float(top.parts.get("dmin", 0.0)) >= 0.9  # type: ignore[arg-type]
+        and bool(top.parts.get("agree") or top.parts.get("tess"))
+        and (cp.region is None or top.region in (None, cp.region))
+        and "multiple_plates" not in res.reasons
+    )
+    res.claim_score = round(top.score if ok else 0.0, 4)
+    res.claim_confirmed = ok
+    if not ok and res.text is not None:
+        res.reasons.append("claim_mismatch")
+
+
+def _assemble(img: np.ndarray, ln: Line, sp: dict[str, object], lines: list[Line], li: int) -> list[Cand]:
+    front = str(sp["front"])
+    serial = str(sp["serial"])
+    slot = sp["slot"]
+    assert isinstance(slot, tuple)
+    out: list[Cand] = []
+    fconf = cast(list[float], sp["front_conf"])
+    sconfs = cast(list[float], sp["serial_conf"])
+    dconf = float(np.prod(fconf)) * float(np.prod(sconfs))
+    dconf *= float(cast(float, sp.get("prior", 1.0)))
+    if slot[1] - slot[0] < 0.8 * float(sp.get("pitch", 0.0)):  # type: ignore[arg-type]
+        return out  # no room for a syllable between the numbers
+    syl_img = _slice(ln.crop, slot[0], slot[1])
+    syls = hangul.vote_syllable(syl_img) if syl_img.size and dconf >= 0.3 else []
+    region: str | None = None
+    rconf = 1.0
+    head_text = False
+    head = sp.get("head")
+    if isinstance(head, tuple) and len(front) == 2:  # three-digit plates carry no region
+        himg = _slice(ln.crop, head[0], head[1])
+        if himg.size and dconf >= 0.3:
+            r, p = hangul.vote_region(himg)
+            if r is not None and p >= 0.5:
+                region, rconf = r, p
+            else:  # something printed there: an emblem, or a region we could not read?
+                cr = hangul.classify_region(himg)
+                head_text = bool(hangul.tesseract_region(himg)) or bool(cr and cr[0][1] >= 0.3)
+    colour = _plate_colour(img, ln.box)
+    for syl, sconf, agree, tess_ok in syls[:3]:
+        if sconf < 0.05:
+            continue
+        for reg in [region, None] if region else [None]:
+            text = f"{reg or ''}{front}{syl}{serial}"
+            if _parse(text) is None:
+                continue
+            c = Cand(text, front, syl, serial, reg, dconf, sconf, rconf if reg else 1.0, ln.box, colour)
+            c.parts = {
+                "agree": bool(agree and sconf >= 0.8),
+                "tess": tess_ok,
+                "head_unread": head_text and reg is None,
+                "dmin": min([*fconf, *sconfs]),
+            }
+            if reg is None and region is not None:
+                c.region_conf = 1.0
+                c.digit_conf *= 0.5  # dropping a region we saw is less likely
+            out.append(c)
+    return out
+
+
+def _above(lower: Line, lines: list[Line]) -> list[Line]:
+    """Lines sitting right above `lower` and overlapping it horizontally (two-row plates)."""
+    out = []
+    _lx, ly = lower.box.center
+    lx0, _, lw, _ = lower.box.xywh()
+    for u in lines:
+        if u is lower:
+            continue
+        _ux, uy = u.box.center
+        ux0, _, uw, _ = u.box.xywh()
+        dy = ly - uy
+        overlap = min(lx0 + lw, ux0 + uw) - max(lx0, ux0)
+        if 0.3 * lower.box.height < dy < 1.8 * lower.box.height and overlap > 0.3 * min(lw, uw):
+            if u.box.height < 1.2 * lower.box.height:
+                out.append(u)
+    return out
+
+
+def _two_row(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
+    """Two-row plates: top row [region] front [syllable], bottom row [syllable] serial;
+    or top row = region only above a one-row body."""
+    cs = ln.chars
+    digs = [c for c in cs if c.ch.isdigit()]
+    if len(digs) < 4:
+        return []
+    serial = digs[-4:]
+    # characters before the serial in the bottom row must not be digits (else it is a one-row body)
+    first = cs.index(serial[0])
+    pre = cs[:first]
+    if any(c.ch.isdigit() for c in pre):
+        return _region_above(img, ln, lines)
+    out: list[Cand] = []
+    pitch = float(np.median(np.diff([c.x for c in serial])))
+    sconf = float(np.prod([c.conf for c in serial]))
+    colour = _plate_colour(img, ln.box)
+    for u in _above(ln, lines):
+        ud = [c for c in u.chars if c.ch.isdigit()]
+        if len(ud) != 2:
+            continue
+        front = "".join(c.ch for c in ud)
+        fconf = float(np.prod([c.conf for c in ud]))
+        upitch = max(float(ud[1].x - ud[0].x), 2.0)
+        slots: list[np.ndarray] = []
+        # syllable after the front number on the top row
+        tail = _slice(u.crop, ud[-1].x + 0.55 * upitch, u.crop.shape[1])
+        if tail.size and tail.shape[1] > 0.5 * upitch:
+            slots.append(tail)
+        # syllable before the serial on the bottom row
+        headb = _slice(ln.crop, 0, serial[0].x - 0.55 * pitch)
+        if headb.size and headb.shape[1] > 0.5 * pitch:
+            slots.append(headb)
+        region, rconf = None, 1.0
+        rimg = _slice(u.crop, 0, ud[0].x - 0.55 * upitch)
+        if rimg.size and rimg.shape[1] > 1.0 * upitch:
+            r, p = hangul.vote_region(rimg)
+            if r is not None and p >= 0.5:
+                region, rconf = r, p
+        for sl in slots:
+            for syl, sp, agree, tess_ok in hangul.vote_syllable(sl)[:3]:
+                if sp < 0.05:
+                    continue
+                text = f"{region or ''}{front}{syl}{serial and ''.join(c.ch for c in serial)}"
+                if _parse(text) is None:
+                    continue
+                c = Cand(
+                    text,
+                    front,
+                    syl,
+                    "".join(ch.ch for ch in serial),
+                    region,
+                    fconf * sconf,
+                    sp,
+                    rconf,
+                    ln.box,
+                    colour,
+                )
+                c.parts = {
+                    "agree": bool(agree and sp >= 0.8),
+                    "two_row": True,
+                    "tess": tess_ok,
+                    "dmin": min(c.conf for c in [*ud, *serial]),
+                }
+                out.append(c)
+    return out
+
+
+def _region_above(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
+    """A one-row body with the region name printed above it (orange / some yellow plates)."""
+    out: list[Cand] = []
+    for u in _above(ln, lines):
+        if sum(c.ch.isdigit() and c.conf > 0.9 for c in u.chars) >= 2:
+            continue
+        region, rconf = hangul.vote_region(u.crop)
+        if region is None or rconf < 0.5:
+            continue
+        for sp in _split(ln):
+            for c in _assemble(img, ln, sp, lines, -1):
+                if c.region is None:
+                    text = f"{region}{c.text}"
+                    if _parse(text) is not None:
+                        c2 = Cand(
+                            text,
+                            c.front,
+                            c.syllable,
+                            c.serial,
+                            region,
+                            c.digit_conf,
+                            c.syl_conf,
+                            rconf,
+                            c.box,
+                            c.colour,
+                        )
+                        c2.parts = dict(c.parts)
+                        out.append(c2)
+    return out
+
+
+def _merged_rows(boxes: list[ppocr.TextBox]) -> list[ppocr.TextBox]:
+    """The detector sometimes splits a plate row at the syllable: add the union of neighbouring
+    boxes of the same height on the same row as an extra line."""
+    out: list[ppocr.TextBox] = []
+    for a in boxes:
+        ax, ay = a.center
+        for b in boxes:
+            if b is a:
+                continue
+            bx, by = b.center
+            if bx <= ax:
+                continue
+            h = max(a.height, b.height)
+            if abs(ay - by) > 0.35 * h or not (0.7 < a.height / max(b.height, 1e-6) < 1.45):
+                continue
+            gap = (b.quad[:, 0].min()) - (a.quad[:, 0].max())
+            if -1.2 * h < gap < 1.6 * h:
+                q = np.array([a.quad[0], b.quad[1], b.quad[2], a.quad[3]], dtype=np.float32)
+                out.append(ppocr.TextBox(q, min(a.score, b.score)))
+    return out[:20]
+
+
+def _region_left(img: np.ndarray, top: Cand, lines: list[Line], res: PlateRead) -> Cand:
+    """Text right next to the plate number on its left (small region names are often detected as a
+    box of their own): read it as a region, or flag that something there was not read."""
+    tx0 = float(top.box.quad[:, 0].min())
+    _, ty = top.box.center
+    h = top.box.height
+    for u in lines:
+        ux1 = float(u.box.quad[:, 0].max())
+        _, uy = u.box.center
+        ux, _ = u.box.center
+        if u.box is top.box or abs(uy - ty) > 0.4 * h or not (-0.3 * h < tx0 - ux1 < 0.8 * h) or ux >= tx0:
+            continue
+        if u.box.height > 1.3 * h or u.box.width > 2.5 * h:
+            continue
+        region, p = hangul.vote_region(u.crop)
+        if region is not None and p >= 0.5 and _parse(f"{region}{top.text}") is not None:
+            c = Cand(
+                f"{region}{top.text}",
+                top.front,
+                top.syllable,
+                top.serial,
+                region,
+                top.digit_conf,
+                top.syl_conf,
+                p,
+                top.box,
+                top.colour,
+            )
+            c.parts = dict(top.parts)
+            c.parts["head_unread"] = False
+            return c
+        top.parts["head_unread"] = True
+    return top

@@ -1,0 +1,364 @@
+"""Designating connected cars' start and end readings, set-based, for every participation at once.
+
+The rule is `prorate.period_bounds` (read it first); this module states it in SQL. A participation
+is *connected* when its car has a provider's consent during its period (`connected_for_start`,
+`connected_for_end` there). Participations of cars without one are photo participations: the
+photo and review flows set their readings, and so do they for a stage with a photo still being
+read or reviewed.
+
+Steps, in the caller's transaction (`designate_periods`), each one statement whatever the number
+of participations:
+
+1. participations pointing at a superseded reading are listed (`pr_superseded`);
+2. each such pointer moves to the reading that corrects it — the car's verified reading at the
+   same instant, or of the same photo submission — whichever flow set it;
+3. the period bounds of every (rule set, programme, enrolment date, season) in use are computed
+   by `prorate.period_bounds` and loaded as a temporary table;
+4. connected participations without a start (or with a superseded one nothing corrects) get the
+   rule's start reading;
+5. those whose period has settled get the rule's end reading.
+
+A designation that exists is never moved (only a superseded one is). Every pointer set is
+recorded in `period_readings`. Running it again designates nothing new: it is idempotent.
+
+Each look-up of a car's earliest or latest reading in a period is one probe of the readings'
+(vehicle_id, recorded_at) key, month partition by month partition in time order, stopping at the
+first hit: ordered by recorded_at alone, which is unique among a car's verified readings (the
+checks refuse two values at one instant), so no tie-breaker makes it read on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from prorate.errors import ProrateError
+from prorate.period_bounds import period_bounds
+from prorate.rules import RuleSet, all_rule_sets
+
+#: Serialises designations (a round takes it too, after its own lock).
+DESIGNATION_LOCK_KEY = 0x63_6D_70_64  # "cmpd"
+
+_TABLES = """
+create temp table pr_superseded (
+    participation_id bigint not null, stage text not null, reading_id bigint not null,
+    vehicle_id bigint not null, recorded_at timestamptz not null, submission_id bigint,
+    primary key (participation_id, stage)
+) on commit drop;
+create temp table pr_bounds (
+    rule_set text not null, program text not null, enrolled_on date not null, season_key integer not null,
+    starts_at timestamptz not null, ends_at timestamptz not null, last_day date not null,
+    end_designated_at timestamptz not null,
+    primary key (rule_set, program, enrolled_on, season_key)
+) on commit drop;
+"""
+
+# 1. Pointers at superseded readings (found through the partial index on superseded readings).
+_SUPERSEDED = """
+insert into pr_superseded
+with gone as materialized (
+    select id, vehicle_id, recorded_at, submission_id from readings where status = 'superseded'
+)
+select p.id, 'start', g.id, g.vehicle_id, g.recorded_at, g.submission_id
+from gone g join participations p on p.start_reading_id = g.id and p.vehicle_id = g.vehicle_id
+union all
+select p.id, 'end', g.id, g.vehicle_id, g.recorded_at, g.submission_id
+from gone g join participations p on p.end_reading_id = g.id and p.vehicle_id = g.vehicle_id
+"""
+
+# 2. Superseded pointers move to their correction ($1: as of). One row per participation, so a
+# participation whose start and end were both corrected is updated once.
+_CORRECT = """
+with fix as materialized (
+    select x.participation_id, x.stage, x.reading_id as old_id, n.id as new_id, n.recorded_at
+    from pr_superseded x
+    cross join lateral (
+        select n.id, n.recorded_at from readings n
+        where n.vehicle_id = x.vehicle_id and n.status = 'verified' and n.verified_at <= $1
+          and (n.recorded_at = x.recorded_at
+               or (x.submission_id is not null and n.submission_id = x.submission_id))
+        order by n.id desc limit 1) n
+), per as (
+    select participation_id,
+           max(old_id) filter (where stage = 'start') as old_start,
+           max(new_id) filter (where stage = 'start') as new_start,
+           max(old_id) filter (where stage = 'end') as old_end,
+           max(new_id) filter (where stage = 'end') as new_end
+    from fix group by participation_id
+), moved as (
+    update participations p
+    set start_reading_id = coalesce(f.new_start, p.start_reading_id),
+        end_reading_id = coalesce(f.new_end, p.end_reading_id)
+    from per f
+    where p.id = f.participation_id
+      and (f.new_start is null or p.start_reading_id = f.old_start)
+      and (f.new_end is null or p.end_reading_id = f.old_end)
+    returning p.id
+), logged as (
+    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason,
+                                 replaces_reading_id, as_of)
+    select f.participation_id, f.stage, f.new_id, f.recorded_at, 'correction', f.old_id, $1
+    from fix f join moved m on m.id = f.participation_id
+    returning 1
+), done as (
+    delete from pr_superseded x using fix f, moved m
+    where m.id = f.participation_id and x.participation_id = f.participation_id and x.stage = f.stage
+    returning 1
+)
+select (select count(*) from logged) as corrected
+"""
+
+# 3. The (rule set, programme, enrolment date, season) of every participation that may need a
+# designation; their bounds are computed in Python.
+_KEYS = """
+select distinct p.rule_set, p.program, p.enrolled_on, p.season_year
+from participations p
+where p.start_reading_id is null or p.end_reading_id is null
+   or p.id in (select participation_id from pr_superseded)
+"""
+
+_BOUNDS_JOIN = """
+join pr_bounds b on b.rule_set = p.rule_set and b.program = p.program and b.enrolled_on = p.enrolled_on
+                and b.season_key = coalesce(p.season_year, 0)"""
+
+# 4. Start readings ($1: as of). The UPDATE re-checks the pointer it read: a photo decision that
+# set it meanwhile wins.
+_STARTS = f"""
+with c as (
+    select p.id, p.vehicle_id, p.start_reading_id as old_id, b.starts_at, b.ends_at
+    from participations p
+    {_BOUNDS_JOIN}
+    left join pr_superseded x on x.participation_id = p.id and x.stage = 'start'
+    where (p.start_reading_id is null or x.reading_id = p.start_reading_id)
+      and (p.status = 'active' or p.ended_on > b.last_day)
+      and b.starts_at <= $1
+      and exists (select 1 from vehicle_consents k
+                  where k.vehicle_id = p.vehicle_id and k.granted_at < b.ends_at and k.granted_at <= $1
+                    and (k.withdrawn_at is null
+                         or (k.withdrawn_at > k.granted_at and k.withdrawn_at > b.starts_at)))
+      and not exists (select 1 from photo_submissions s
+                      where s.participation_id = p.id and s.stage = 'start'
+                        and s.status in ('processing', 'in_review'))
+), chosen as materialized (
+    select c.id, c.old_id, r.id as reading_id, r.recorded_at
+    from c cross join lateral (
+        select r.id, r.recorded_at from readings r
+        where r.vehicle_id = c.vehicle_id and r.status = 'verified' and r.verified_at <= $1
+          and r.recorded_at >= c.starts_at and r.recorded_at < c.ends_at
+          and r.recorded_at <= $1 + interval '1 day'
+        order by r.recorded_at limit 1) r
+), set_ as (
+    update participations p set start_reading_id = ch.reading_id
+    from chosen ch
+    where p.id = ch.id and p.start_reading_id is not distinct from ch.old_id
+    returning p.id
+), logged as (
+    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason, as_of)
+    select ch.id, 'start', ch.reading_id, ch.recorded_at, 'rule', $1
+    from chosen ch join set_ s on s.id = ch.id
+    returning 1
+)
+select count(*) from logged
+"""
+
+# 5. End readings ($1: as of), once the period has settled. The start's recorded_at comes from
+# its designation record; a start set by the photo flow is looked up by id.
+_ENDS = f"""
+with c as (
+    select p.id, p.vehicle_id, p.start_reading_id, p.end_reading_id as old_id, b.starts_at, b.ends_at
+    from participations p
+    {_BOUNDS_JOIN}
+    left join pr_superseded x on x.participation_id = p.id and x.stage = 'end'
+    where (p.end_reading_id is null or x.reading_id = p.end_reading_id)
+      and p.start_reading_id is not null
+      and b.end_designated_at <= $1
+      and (p.status = 'active' or p.ended_on > b.last_day)
+      and not exists (select 1 from pr_superseded y
+                      where y.participation_id = p.id and y.stage = 'start' and y.reading_id = p.start_reading_id)
+      and exists (select 1 from vehicle_consents k
+                  where k.vehicle_id = p.vehicle_id and k.granted_at < b.ends_at
+                    and (k.withdrawn_at is null or k.withdrawn_at >= b.ends_at))
+      and not exists (select 1 from photo_submissions s
+                      where s.participation_id = p.id and s.stage = 'end'
+                        and s.status in ('processing', 'in_review'))
+), s as materialized (
+    select c.*, coalesce(
+               (select d.recorded_at from period_readings d
+                where d.participation_id = c.id and d.stage = 'start' and d.reading_id = c.start_reading_id
+                limit 1),
+               (select r.recorded_at from readings r
+                where r.id = c.start_reading_id and r.vehicle_id = c.vehicle_id and r.status = 'verified')
+           ) as start_at
+    from c
+), chosen as materialized (
+    select s.id, s.old_id, e.id as reading_id, e.recorded_at
+    from s cross join lateral (
+        select r.id, r.recorded_at from readings r
+        where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.verified_at <= $1
+          and r.recorded_at >= s.starts_at and r.recorded_at < s.ends_at
+          and r.recorded_at >= (((s.start_at at time zone 'Asia/Seoul')::date + 1)::timestamp
+                                at time zone 'Asia/Seoul')
+        order by r.recorded_at desc limit 1) e
+    where s.start_at is not null
+), set_ as (
+    update participations p set end_reading_id = ch.reading_id
+    from chosen ch
+    where p.id = ch.id and p.end_reading_id is not distinct from ch.old_id
+    returning p.id
+), logged as (
+    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason, as_of)
+    select ch.id, 'end', ch.reading_id, ch.recorded_at, 'rule', $1
+    from chosen ch join set_ s on s.id = ch.id
+    returning 1
+)
+select count(*) from logged
+"""
+
+
+_UNBOUNDED = """
+select count(*) from participations p
+where (p.start_reading_id is null or p.end_reading_id is null) and p.status = 'active'
+  and not exists (select 1 from pr_bounds b
+                  where b.rule_set = p.rule_set and b.program = p.program and b.enrolled_on = p.enrolled_on
+                    and b.season_key = coalesce(p.season_year, 0))
+"""
+
+
+@dataclass(frozen=True)
+class Designation:
+    """What a designation did (or, in a dry run, would do)."""
+
+    #: The instant it was applied as of: readings verified later were not considered.
+    as_of: datetime
+    starts: int
+    ends: int
+    #: Pointers moved from a superseded reading to the reading that corrects it.
+    corrections: int
+    #: Active participations lacking a reading whose period cannot be bounded (an unknown rule
+    #: set, a season the rules lack): nothing can be designated for them.
+    unbounded: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "starts": self.starts,
+            "ends": self.ends,
+            "corrections": self.corrections,
+            "unbounded": self.unbounded,
+        }
+
+
+def _bounds_rows(
+    keys: list[asyncpg.Record], sets: tuple[RuleSet, ...]
+) -> tuple[list[tuple[Any, ...]], int]:
+    by_name = {r.name: r for r in sets}
+    rows: list[tuple[Any, ...]] = []
+    unbounded = 0
+    for k in keys:
+        rules = by_name.get(k["rule_set"])
+        if rules is None:
+            unbounded += 1
+            continue
+        try:
+            b = period_bounds(k["program"], k["enrolled_on"], k["season_year"], rules)
+        except ProrateError:
+            unbounded += 1
+            continue
+        rows.append(
+            (k["rule_set"], k["program"], k["enrolled_on"], k["season_year"] or 0,
+             b.starts_at, b.ends_at, b.last_day, b.end_designated_at)
+        )
+    return rows, unbounded
+
+
+async def designate_periods(
+    conn: asyncpg.Connection, *, as_of: datetime | None = None, sets: tuple[RuleSet, ...] | None = None
+) -> Designation:
+    """Designate start and end readings; must run inside the caller's transaction.
+
+    `as_of` (default: the transaction's start) is the instant the rule is applied at: only readings
+    verified by then count, and only periods settled by then get an end.
+    """
+    await conn.execute("select pg_advisory_xact_lock($1)", DESIGNATION_LOCK_KEY)
+    await conn.execute("set local jit = off")
+    at: datetime = as_of if as_of is not None else await conn.fetchval("select now()")
+    await conn.execute(_TABLES)
+    await conn.execute(_SUPERSEDED)
+    corrected = int(await conn.fetchval(_CORRECT, at))
+    keys = await conn.fetch(_KEYS)
+    rows, unbounded_keys = _bounds_rows(keys, sets if sets is not None else all_rule_sets())
+    await conn.copy_records_to_table("pr_bounds", records=rows)
+    await conn.execute("analyze pr_bounds; analyze pr_superseded")
+    starts = int(await conn.fetchval(_STARTS, at))
+    ends = int(await conn.fetchval(_ENDS, at))
+    unbounded = 0
+    if unbounded_keys:
+        unbounded = int(await conn.fetchval(_UNBOUNDED))
+    await conn.execute("drop table pr_superseded; drop table pr_bounds")
+    return Designation(as_of=at, starts=starts, ends=ends, corrections=corrected, unbounded=unbounded)
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction to roll a dry run back."""
+
+
+async def designate(
+    conn: asyncpg.Connection, *, dry_run: bool = False, as_of: datetime | None = None
+) -> Designation:
+    """`designate_periods` in a transaction of its own; a dry run rolls it back (writes nothing)."""
+    result: Designation | None = None
+    try:
+        async with conn.transaction():
+            result = await designate_periods(conn, as_of=as_of)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    assert result is not None
+    return result
+
+
+
+@dataclass(frozen=True)
+class PeriodFacts:
+    """What an operator needs to see about one participation's period readings."""
+
+    participation: asyncpg.Record
+    #: The car's provider consents (provider name, granted_at, withdrawn_at).
+    consents: list[asyncpg.Record]
+    #: The readings the participation points at (start, end), with their provenance.
+    readings: dict[str, asyncpg.Record | None]
+    #: Every designation recorded for it, oldest first.
+    history: list[asyncpg.Record]
+
+
+async def period_facts(conn: asyncpg.Connection, participation_id: int) -> PeriodFacts | None:
+    p = await conn.fetchrow("select * from participations where id = $1", participation_id)
+    if p is None:
+        return None
+    consents = await conn.fetch(
+        """select pr.name as provider, k.granted_at, k.withdrawn_at
+           from vehicle_consents k join providers pr on pr.id = k.provider_id
+           where k.vehicle_id = $1 order by k.granted_at""",
+        p["vehicle_id"],
+    )
+    readings: dict[str, asyncpg.Record | None] = {}
+    for stage in ("start", "end"):
+        rid = p[f"{stage}_reading_id"]
+        readings[stage] = (
+            None
+            if rid is None
+            else await conn.fetchrow(
+                """select id, source, odometer_m, recorded_at, verified_at, status from readings
+                   where id = $1 and vehicle_id = $2""",
+                rid,
+                p["vehicle_id"],
+            )
+        )
+    history = await conn.fetch(
+        "select * from period_readings where participation_id = $1 order by id", participation_id
+    )
+    return PeriodFacts(participation=p, consents=list(consents), readings=readings, history=list(history))

@@ -1,0 +1,250 @@
+"""Connected-car providers: their HTTP secrets, MQTT credentials and the members' consents.
+
+HMAC secrets are stored as given (verifying a signature needs the secret itself); at most two
+are active per provider, so a provider can switch to a new secret without a moment in which its
+requests fail. MQTT passwords are stored only as Mosquitto password-file hashes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from storage.db import Conn
+from storage.readings import lock_vehicles
+
+MAX_ACTIVE_SECRETS = 2
+
+
+class ProviderExists(Exception):
+    pass
+
+
+class ProviderNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAuth:
+    """What authenticating a provider's request needs."""
+
+    id: int
+    name: str
+    active: bool
+    secrets: tuple[str, ...]
+
+
+def new_secret() -> str:
+    return "cmhs_" + secrets.token_urlsafe(32)
+
+
+async def create_provider(
+    conn: Conn, name: str, *, display_name: str | None, mqtt_password_hash: str
+) -> tuple[int, str]:
+    """Create a provider with one HTTP secret and its MQTT credentials; returns (id, secret)."""
+    async with conn.transaction():
+        try:
+            provider_id: int = await conn.fetchval(
+                "insert into providers (name, display_name) values ($1, $2) returning id", name, display_name
+            )
+        except asyncpg.UniqueViolationError:
+            raise ProviderExists(name) from None
+        secret = await add_secret(conn, provider_id)
+        await set_mqtt_password(conn, provider_id, name, mqtt_password_hash)
+    return provider_id, secret
+
+
+async def provider_id(conn: Conn, name: str) -> int:
+    pid: int | None = await conn.fetchval("select id from providers where name = $1", name)
+    if pid is None:
+        raise ProviderNotFound(name)
+    return pid
+
+
+async def add_secret(conn: Conn, provider_id: int) -> str:
+    """A new active HMAC secret; the oldest active ones beyond two are revoked."""
+    secret = new_secret()
+    async with conn.transaction():
+        await conn.execute("select 1 from providers where id = $1 for update", provider_id)
+        await conn.execute(
+            "insert into provider_secrets (provider_id, secret) values ($1, $2)", provider_id, secret
+        )
+        await conn.execute(
+            """update provider_secrets set revoked_at = now()
+               where provider_id = $1 and revoked_at is null and id not in (
+                   select id from provider_secrets where provider_id = $1 and revoked_at is null
+                   order by id desc limit $2)""",
+            provider_id,
+            MAX_ACTIVE_SECRETS,
+        )
+    return secret
+
+
+async def revoke_older_secrets(conn: Conn, provider_id: int) -> int:
+    """Finish a rotation: only the newest secret stays active. Returns how many were revoked."""
+    status: str = await conn.execute(
+        """update provider_secrets set revoked_at = now()
+           where provider_id = $1 and revoked_at is null and id <> (
+               select max(id) from provider_secrets where provider_id = $1 and revoked_at is null)""",
+        provider_id,
+    )
+    return int(status.split()[-1])
+
+
+async def set_mqtt_password(conn: Conn, provider_id: int, username: str, password_hash: str) -> None:
+    await conn.execute(
+        """insert into provider_mqtt_credentials (provider_id, username, password_hash) values ($1, $2, $3)
+           on conflict (provider_id) do update set password_hash = excluded.password_hash, created_at = now()""",
+        provider_id,
+        username,
+        password_hash,
+    )
+
+
+async def mqtt_credentials(conn: Conn) -> list[tuple[str, str]]:
+    """(username, password hash) of every active provider, for the broker's password file."""
+    rows = await conn.fetch(
+        """select c.username, c.password_hash from provider_mqtt_credentials c
+           join providers p on p.id = c.provider_id where p.active order by c.username"""
+    )
+    return [(r["username"], r["password_hash"]) for r in rows]
+
+
+async def auth_for(conn: Conn | asyncpg.Pool, name: str) -> ProviderAuth | None:
+    rows = await conn.fetch(
+        """select p.id, p.active, s.secret from providers p
+           left join provider_secrets s on s.provider_id = p.id and s.revoked_at is null
+           where p.name = $1 order by s.id desc""",
+        name,
+    )
+    if not rows:
+        return None
+    return ProviderAuth(
+        id=rows[0]["id"],
+        name=name,
+        active=rows[0]["active"],
+        secrets=tuple(r["secret"] for r in rows if r["secret"] is not None),
+    )
+
+
+async def ids_by_name(conn: Conn, names: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    rows = await conn.fetch("select name, id, active from providers where name = any($1::text[])", list(names))
+    return {r["name"]: (r["id"], r["active"]) for r in rows}
+
+
+async def list_providers(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """select p.id, p.name, p.display_name, p.active, p.created_at,
+                  (select count(*) from provider_secrets s
+                   where s.provider_id = p.id and s.revoked_at is null) as active_secrets,
+                  (select count(*) from vehicle_consents c
+                   where c.provider_id = p.id and c.withdrawn_at is null) as consenting_vehicles
+           from providers p order by p.name"""
+    )
+
+
+async def remember_request(conn: Conn, provider_id: int, digest: bytes) -> bool:
+    """Record a signed request's signature; False when it was seen before (a replay).
+
+    Called inside the transaction that stores the batch: a request that fails leaves no trace and
+    may be retried as is.
+    """
+    row = await conn.fetchval(
+        """insert into provider_request_signatures (provider_id, digest) values ($1, $2)
+           on conflict do nothing returning 1""",
+        provider_id,
+        digest,
+    )
+    return row is not None
+
+
+async def forget_old_requests(conn: Conn, older_than_s: int = 900) -> None:
+    await conn.execute(
+        "delete from provider_request_signatures where seen_at < now() - make_interval(secs => $1)",
+        older_than_s,
+    )
+
+
+# -- consent ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    withdrawn_vehicle_ids: tuple[int, ...]
+    deleted_quarantined: int
+    unknown_vins: tuple[str, ...]
+
+
+async def grant_consent(conn: Conn, provider_id: int, vehicle_id: int) -> datetime:
+    granted_at: datetime = await conn.fetchval(
+        """insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)
+           on conflict (provider_id, vehicle_id) do update
+           set granted_at = case when vehicle_consents.withdrawn_at is null
+                                 then vehicle_consents.granted_at else now() end,
+               withdrawn_at = null
+           returning granted_at""",
+        provider_id,
+        vehicle_id,
+    )
+    return granted_at
+
+
+async def consents_of(conn: Conn | asyncpg.Pool, vehicle_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """select p.name as provider, c.granted_at, c.withdrawn_at from vehicle_consents c
+           join providers p on p.id = c.provider_id where c.vehicle_id = $1 order by p.name""",
+        vehicle_id,
+    )
+
+
+async def withdraw_consents(conn: Conn, provider_id: int, vins: Sequence[str]) -> Withdrawal:
+    """Stop a provider's ingestion for these cars and delete its unverified data about them.
+
+    The cars' consents become withdrawn (later readings are quarantined as `consent_withdrawn`);
+    the provider's quarantined readings of these VINs are deleted with their open rollback cases,
+    except those a reviewer has resolved (they are part of a decision). Verified readings stay:
+    they may already underlie a period result. Runs in one transaction, under the cars' locks.
+    """
+    vins = sorted(set(vins))
+    async with conn.transaction():
+        vehicles = await conn.fetch(
+            "select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins
+        )
+        ids = [r["id"] for r in vehicles]
+        await lock_vehicles(conn, ids)
+        await conn.execute(
+            """insert into vehicle_consents (provider_id, vehicle_id, withdrawn_at)
+               select $1, id, now() from unnest($2::int8[]) as id
+               on conflict (provider_id, vehicle_id) do update set withdrawn_at = now()
+               where vehicle_consents.withdrawn_at is null""",
+            provider_id,
+            ids,
+        )
+        doomed = [
+            r["id"]
+            for r in await conn.fetch(
+                """select q.id from quarantined_readings q
+                   where q.provider_id = $1 and q.vin = any($2::text[]) and q.review_status <> 'resolved'
+                     and not exists (select 1 from disputes d
+                                     where d.quarantined_reading_id = q.id and d.status <> 'open')""",
+                provider_id,
+                vins,
+            )
+        ]
+        if doomed:
+            await conn.execute(
+                "delete from disputes where quarantined_reading_id = any($1::int8[]) and status = 'open'",
+                doomed,
+            )
+            await conn.execute(
+                "update provider_events set quarantine_id = null where provider_id = $1 and quarantine_id = any($2::int8[])",
+                provider_id,
+                doomed,
+            )
+            await conn.execute("delete from quarantined_readings where id = any($1::int8[])", doomed)
+    known = {r["vin"] for r in vehicles}
+    return Withdrawal(tuple(ids), len(doomed), tuple(v for v in vins if v not in known))

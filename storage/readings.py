@@ -1,0 +1,779 @@
+"""Verified readings, their quarantine, provider events and ingest counts.
+
+Two entry points, both correct under any number of concurrent writers:
+
+- `store_verified_reading(conn, reading)`: one reading (a photo, a reviewer's value, a single
+  telematics reading). Takes the vehicle's lock, finds its neighbours by `recorded_at`, runs the
+  order-free checks of `telematics.checks`, then inserts it — or quarantines it, opening a
+  rollback dispute on a decrease.
+- `store_batch(conn, items)`: the telematics fast path for up to a few thousand readings. COPY
+  into a staging table, one set-based query for vehicles, consents, seen events, exact duplicates
+  and the nearest verified neighbours of every reading, the checks in Python (readings of the same
+  vehicle inside the batch are neighbours of each other too), then one INSERT … ON CONFLICT per
+  table from staged decisions.
+
+Correctness per vehicle comes from PostgreSQL, never from message order: every writer of
+`readings` takes `pg_advisory_xact_lock(LOCK_NAMESPACE, vehicle_id)` (in ascending vehicle order,
+so two batches cannot deadlock on each other) before looking at the vehicle's history, and holds
+it until commit. Idempotency comes from the unique keys: (provider, event_id) in
+`provider_events` and (vehicle, recorded_at, odometer_m) in `readings`; a lost race on either
+rolls the batch back and retries it, and the retry sees the winner's rows as duplicates.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+import asyncpg
+
+from storage.db import Conn
+from telematics.checks import (
+    DEFAULT_LIMITS,
+    ODOMETER_DECREASED,
+    VEHICLE_UNKNOWN,
+    Consent,
+    Limits,
+    Neighbourhood,
+    Point,
+    check_reading,
+)
+from telematics.reading import OdometerReading, Rejected
+
+#: First key of the per-vehicle advisory lock (the second is the vehicle id).
+LOCK_NAMESPACE = 7001
+Source = Literal["telematics", "photo", "reviewer"]
+Status = Literal["accepted", "duplicate", "quarantined"]
+
+# -- one reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    """A reading of an enrolled vehicle, with its provenance, about to be checked and stored."""
+
+    vehicle_id: int
+    odometer_m: int
+    recorded_at: datetime
+    source: Source
+    provider_id: int | None = None
+    provider_event_id: str | None = None
+    original_value: Decimal | None = None
+    original_unit: str | None = None
+    captured_at: datetime | None = None
+    uploaded_at: datetime | None = None
+    approved_at: datetime | None = None
+    submission_id: int | None = None
+    #: When we got it; default now.
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """What became of a reading.
+
+    `reading_id` is set when the reading is verified: newly inserted, or (`duplicate=True`) the
+    identical reading already stored. Otherwise `reasons` says why the checks refused it, and
+    `quarantine_id`/`dispute_id` are set when it was quarantined (and a rollback case opened).
+    """
+
+    reading_id: int | None
+    reasons: tuple[str, ...] = ()
+    duplicate: bool = False
+    quarantine_id: int | None = None
+    dispute_id: int | None = None
+
+
+async def lock_vehicles(conn: Conn, vehicle_ids: Collection[int]) -> None:
+    """Take the per-vehicle reading locks until the end of the transaction, in ascending order."""
+    ids = sorted(set(vehicle_ids))
+    if not ids:
+        return
+    await conn.execute(
+        "select count(pg_advisory_xact_lock($1, id)) from unnest($2::int4[]) as id",
+        LOCK_NAMESPACE,
+        ids,
+    )
+
+
+_BEFORE = """select odometer_m, recorded_at from readings
+             where vehicle_id = $1 and status = 'verified' and recorded_at <= $2
+             order by recorded_at desc limit 1"""
+_AFTER = """select odometer_m, recorded_at from readings
+            where vehicle_id = $1 and status = 'verified' and recorded_at > $2
+            order by recorded_at limit 1"""
+
+
+async def neighbours(conn: Conn, vehicle_id: int, recorded_at: datetime) -> tuple[Point | None, Point | None]:
+    """The vehicle's verified readings nearest before (at or before) and after an instant."""
+    b = await conn.fetchrow(_BEFORE, vehicle_id, recorded_at)
+    a = await conn.fetchrow(_AFTER, vehicle_id, recorded_at)
+    return (
+        Point(b["odometer_m"], b["recorded_at"]) if b else None,
+        Point(a["odometer_m"], a["recorded_at"]) if a else None,
+    )
+
+
+async def consent_of(conn: Conn, provider_id: int, vehicle_id: int) -> Consent:
+    row = await conn.fetchrow(
+        "select withdrawn_at from vehicle_consents where provider_id = $1 and vehicle_id = $2",
+        provider_id,
+        vehicle_id,
+    )
+    if row is None:
+        return "missing"
+    return "withdrawn" if row["withdrawn_at"] is not None else "granted"
+
+
+async def check_reasons(
+    conn: Conn,
+    vehicle_id: int,
+    odometer_m: int,
+    recorded_at: datetime,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+) -> tuple[str, ...]:
+    """A preview of the checks for a photo or reviewer reading (no lock, nothing written).
+
+    `store_verified_reading` runs them again under the vehicle's lock; only that verdict counts.
+    """
+    same = await conn.fetchval(
+        "select 1 from readings where vehicle_id = $1 and recorded_at = $2 and odometer_m = $3",
+        vehicle_id,
+        recorded_at,
+        odometer_m,
+    )
+    if same:
+        return ()
+    before, after = await neighbours(conn, vehicle_id, recorded_at)
+    return check_reading(
+        Point(odometer_m, recorded_at), Neighbourhood(before, after, now or datetime.now(UTC)), limits
+    )
+
+
+async def store_verified_reading(
+    conn: Conn,
+    reading: NewReading,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+    quarantine: bool | None = None,
+    ignore: Collection[str] = (),
+) -> StoredReading:
+    """Check one reading against the vehicle's verified history and store it if it passes.
+
+    Runs in the caller's transaction when there is one (the vehicle's lock is then held until the
+    caller commits), else in its own. `quarantine` (default: only for telematics) decides whether
+    a refused reading is kept in `quarantined_readings` — a decrease then also opens a `rollback`
+    dispute unless one is open for the car — or only reported, so that the photo flow opens its
+    own photo dispute. `ignore` lists reason codes a reviewer has overruled (e.g. a decrease after
+    an odometer replacement). Telematics readings with a provider are checked for consent.
+    """
+    now = now or datetime.now(UTC)
+    keep = reading.source == "telematics" if quarantine is None else quarantine
+    async with conn.transaction():
+        await lock_vehicles(conn, [reading.vehicle_id])
+        same = await conn.fetchval(
+            "select id from readings where vehicle_id = $1 and recorded_at = $2 and odometer_m = $3",
+            reading.vehicle_id,
+            reading.recorded_at,
+            reading.odometer_m,
+        )
+        if same is not None:
+            await _count(conn, reading.source, reading.provider_id, duplicates=1)
+            return StoredReading(reading_id=same, duplicate=True)
+        before, after = await neighbours(conn, reading.vehicle_id, reading.recorded_at)
+        consent: Consent = "not_required"
+        if reading.source == "telematics" and reading.provider_id is not None:
+            consent = await consent_of(conn, reading.provider_id, reading.vehicle_id)
+        candidate = Point(reading.odometer_m, reading.recorded_at)
+        reasons = tuple(
+            r
+            for r in check_reading(candidate, Neighbourhood(before, after, now, True, consent), limits)
+            if r not in ignore
+        )
+        if not reasons:
+            reading_id: int = await conn.fetchval(
+                """insert into readings (vehicle_id, odometer_m, recorded_at, received_at, source,
+                       provider_id, provider_event_id, original_value, original_unit, captured_at,
+                       uploaded_at, approved_at, submission_id)
+                   values ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                   returning id""",
+                reading.vehicle_id,
+                reading.odometer_m,
+                reading.recorded_at,
+                reading.received_at,
+                reading.source,
+                reading.provider_id,
+                reading.provider_event_id,
+                reading.original_value,
+                reading.original_unit,
+                reading.captured_at,
+                reading.uploaded_at,
+                reading.approved_at,
+                reading.submission_id,
+            )
+            await _count(conn, reading.source, reading.provider_id, accepted=1)
+            return StoredReading(reading_id=reading_id)
+        if not keep:
+            return StoredReading(reading_id=None, reasons=reasons)
+        vin, district = await conn.fetchrow(
+            "select vin, district from vehicles where id = $1", reading.vehicle_id
+        ) or (None, None)
+        decreased = ODOMETER_DECREASED in reasons
+        quarantine_id: int = await conn.fetchval(
+            """insert into quarantined_readings (source, provider_id, provider_event_id, vehicle_id, vin,
+                   odometer_m, recorded_at, received_at, original_value, original_unit, reasons, review_status)
+               values ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12) returning id""",
+            reading.source,
+            reading.provider_id,
+            reading.provider_event_id,
+            reading.vehicle_id,
+            vin,
+            reading.odometer_m,
+            reading.recorded_at,
+            reading.received_at,
+            reading.original_value,
+            reading.original_unit,
+            list(reasons),
+            "open" if decreased else "none",
+        )
+        dispute_id = None
+        if decreased:
+            dispute_id = await _open_rollback(
+                conn, reading.vehicle_id, district, quarantine_id, reasons, candidate, before, after
+            )
+        await _count(conn, reading.source, reading.provider_id, quarantined=1)
+        return StoredReading(None, reasons, quarantine_id=quarantine_id, dispute_id=dispute_id)
+
+
+def _point_json(p: Point | None) -> dict[str, Any] | None:
+    return None if p is None else {"odometer_m": p.odometer_m, "recorded_at": p.recorded_at.isoformat()}
+
+
+async def _open_rollback(
+    conn: Conn,
+    vehicle_id: int,
+    district: str | None,
+    quarantine_id: int,
+    reasons: Sequence[str],
+    candidate: Point,
+    before: Point | None,
+    after: Point | None,
+) -> int | None:
+    """One open rollback case per car: later decreases join the open one (same vehicle's queue)."""
+    dispute_id: int | None = await conn.fetchval(
+        """insert into disputes (kind, vehicle_id, quarantined_reading_id, district, reasons, details)
+           select 'rollback', $1, $2, $3, $4, $5::text::jsonb
+           where not exists (select 1 from disputes
+                             where vehicle_id = $1 and kind = 'rollback' and status = 'open')
+           returning id""",
+        vehicle_id,
+        quarantine_id,
+        district,
+        list(reasons),
+        json.dumps(
+            {"reading": _point_json(candidate), "before": _point_json(before), "after": _point_json(after)}
+        ),
+    )
+    return dispute_id
+
+
+async def _count(
+    conn: Conn,
+    source: str,
+    provider_id: int | None,
+    *,
+    accepted: int = 0,
+    duplicates: int = 0,
+    quarantined: int = 0,
+) -> None:
+    await conn.execute(
+        """insert into ingest_counts as c (day, source, provider_id, shard, accepted, duplicates, quarantined)
+           values ((now() at time zone 'Asia/Seoul')::date, $1, $2, pg_backend_pid() % 16, $3, $4, $5)
+           on conflict (day, source, provider_id, shard) do update
+           set accepted = c.accepted + excluded.accepted,
+               duplicates = c.duplicates + excluded.duplicates,
+               quarantined = c.quarantined + excluded.quarantined""",
+        source,
+        provider_id or 0,
+        accepted,
+        duplicates,
+        quarantined,
+    )
+
+
+# -- the batch fast path ----------------------------------------------------------------------
+
+
+class BatchItem(NamedTuple):
+    """One reading position of a provider payload: adapted, or rejected with its raw text."""
+
+    provider_id: int | None
+    received_at: datetime
+    reading: OdometerReading | None = None
+    rejected: Rejected | None = None
+
+
+@dataclass(slots=True)
+class ItemOutcome:
+    status: Status
+    reasons: tuple[str, ...] = ()
+    reading_id: int | None = None
+    quarantine_id: int | None = None
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    items: list[ItemOutcome]
+    #: Rollback disputes opened by this batch.
+    disputes: int = 0
+    #: How many times a lost race made the batch start over.
+    retries: int = 0
+    per_provider: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+class _LostRace(Exception):
+    """Another writer stored one of our keys first: roll back and start over."""
+
+
+# Per-connection staging tables. Not ON COMMIT DELETE ROWS: truncating at every commit rebuilds
+# their indexes, which invalidates every cached plan that reads them, and planning the look-up
+# over 146 month partitions anew costs more than running it. Each batch deletes its own rows
+# before committing; dead rows of a temp table are pruned at once (no other session sees them),
+# and an occasional TRUNCATE between batches keeps the indexes small.
+_STAGING = """
+do $$ begin
+  if to_regclass('pg_temp.ingest_staging') is null then
+    create temp table ingest_staging (
+        idx int4 primary key, provider_id int8 not null, event_id text not null, vin text not null,
+        vehicle_id int8, odometer_m int8 not null, recorded_at timestamptz not null,
+        received_at timestamptz not null, original_value numeric, original_unit text);
+    create temp table ingest_decisions (
+        idx int4 primary key, kind text not null, vehicle_id int8, reading_id int8,
+        quarantine_id int8, reasons text[], review_status text);
+  end if;
+end $$"""
+_CLEAR_STAGING = "with staged as (delete from ingest_staging) delete from ingest_decisions"
+_TRUNCATE_STAGING = "truncate ingest_staging, ingest_decisions"
+#: About one batch in this many truncates its connection's staging tables first.
+TRUNCATE_EVERY = 500
+
+_STAGING_COLUMNS = (
+    "idx", "provider_id", "event_id", "vin", "vehicle_id", "odometer_m", "recorded_at", "received_at",
+    "original_value", "original_unit",
+)
+_DECISION_COLUMNS = ("idx", "kind", "vehicle_id", "reading_id", "quarantine_id", "reasons", "review_status")
+
+# For this transaction: every look-up is a probe of an index per staged reading, whatever the
+# statistics said when the statement was first planned (tables that were empty then are large
+# minutes later, and prepared statements keep their plans); and one plan per statement, whose
+# month partitions are pruned when it starts (planning for 146 partitions anew costs more than
+# running the look-ups).
+_SETTINGS = """
+select set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)"""
+# After the look-ups: the writes scan the staging tables whole, which these settings would slow.
+_RESET_SETTINGS = (
+    "set local enable_seqscan to default; set local enable_bitmapscan to default;"
+    " set local enable_hashjoin to default; set local enable_mergejoin to default"
+)
+
+# One probe of the active-VIN index per VIN (a plain `vin = any($1)` lets the planner scan every
+# active car through another partial index when its statistics are stale).
+_VEHICLES = """
+select u.vin, v.id, v.district
+from unnest($1::text[]) as u(vin)
+cross join lateral (
+    select id, district from vehicles v where v.vin = u.vin and v.status = 'active' limit 1) v"""
+
+#: Readings this recent are looked up within a window of month partitions (see _LOOKUP).
+RECENT = timedelta(days=365)
+#: How far before the batch's earliest reading the window reaches for a previous reading.
+LOOKBACK = timedelta(days=35)
+
+# Per staged reading: its consent, whether its event was seen, the same reading already stored,
+# and the car's nearest verified readings before and after it. Readings are found by scanning
+# month partitions in recorded_at order and stopping at the first hit. The window [$1, $2] (query
+# parameters, so partitions outside it are pruned once when the query starts, not on every
+# probe; both bounds on every look-up) keeps each probe to a few partitions: $2 is our clock plus
+# skew plus a day (no verified
+# reading lies beyond it); a previous reading older than $1 is looked up by _BEFORE_OLDER.
+_LOOKUP = """
+select s.idx, c.found as consent_row, c.withdrawn, e.seen, {same_id} as same_id,
+       b.id as b_id, b.odometer_m as b_odo, b.recorded_at as b_at,
+       a.odometer_m as a_odo, a.recorded_at as a_at
+from ingest_staging s
+left join lateral (
+    select true as found, c.withdrawn_at is not null as withdrawn from vehicle_consents c
+    where c.provider_id = s.provider_id and c.vehicle_id = s.vehicle_id limit 1) c on true
+left join lateral (
+    select true as seen from provider_events pe
+    where pe.provider_id = s.provider_id and pe.event_id = s.event_id limit 1) e on true
+{same}
+left join lateral (
+    select r.id, r.odometer_m, r.recorded_at from readings r
+    where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at <= s.recorded_at
+      and r.recorded_at >= $1 and r.recorded_at <= $2
+    order by r.recorded_at desc limit 1) b on true
+left join lateral (
+    select r.odometer_m, r.recorded_at from readings r
+    where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at > s.recorded_at
+      and r.recorded_at >= $1 and r.recorded_at <= $2
+    order by r.recorded_at limit 1) a on true
+where s.idx = any($3::int4[])
+order by s.idx"""
+# The same reading already stored is usually the verified reading found "before" (same instant and
+# odometer). Only a superseded one (or a writer that skipped the locks) needs a look of its own:
+# when the insert then meets it, the batch starts over with this thorough look-up.
+_LOOKUP_FAST = _LOOKUP.format(same="", same_id="null::int8")
+_LOOKUP_THOROUGH = _LOOKUP.format(
+    same_id="same.id",
+    same="""left join lateral (
+    select r.id from readings r
+    where r.vehicle_id = s.vehicle_id and r.recorded_at = s.recorded_at and r.odometer_m = s.odometer_m
+      and r.recorded_at >= $1 and r.recorded_at <= $2
+    limit 1) same on true""",
+)
+
+_BEFORE_OLDER = """
+select s.idx, b.odometer_m as b_odo, b.recorded_at as b_at
+from ingest_staging s
+join lateral (
+    select r.odometer_m, r.recorded_at from readings r
+    where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at < $1
+    order by r.recorded_at desc limit 1) b on true
+where s.idx = any($2::int4[])"""
+
+_IDS = """
+select array(select nextval('readings_id_seq') from generate_series(1, $1::int4)) as readings,
+       array(select nextval(pg_get_serial_sequence('quarantined_readings', 'id'))
+             from generate_series(1, $2::int4)) as quarantine"""
+
+# kind: 'v' verified, 'q' quarantined, 'c' content duplicate under a new event id.
+_WRITE = """
+with d as (
+    select s.provider_id, s.event_id, s.vin, s.odometer_m, s.recorded_at, s.received_at,
+           s.original_value, s.original_unit,
+           x.kind, x.vehicle_id, x.reading_id, x.quarantine_id, x.reasons, x.review_status
+    from ingest_staging s join ingest_decisions x using (idx)),
+ins_r as (
+    insert into readings (id, vehicle_id, odometer_m, recorded_at, received_at, source, provider_id,
+                          provider_event_id, original_value, original_unit)
+    select reading_id, vehicle_id, odometer_m, recorded_at, received_at, 'telematics', provider_id,
+           event_id, original_value, original_unit
+    from d where kind = 'v'
+    on conflict (vehicle_id, recorded_at, odometer_m) do nothing
+    returning 1),
+ins_q as (
+    insert into quarantined_readings (id, source, provider_id, provider_event_id, vehicle_id, vin,
+                                      odometer_m, recorded_at, received_at, original_value,
+                                      original_unit, reasons, review_status)
+    select quarantine_id, 'telematics', provider_id, event_id, vehicle_id, vin, odometer_m,
+           recorded_at, received_at, original_value, original_unit, reasons, review_status
+    from d where kind = 'q'
+    returning 1),
+ins_e as (
+    insert into provider_events (provider_id, event_id, reading_id, quarantine_id, received_at)
+    select provider_id, event_id, reading_id, quarantine_id, received_at from d
+    on conflict (provider_id, event_id) do nothing
+    returning 1)
+select (select count(*) from ins_r) as readings, (select count(*) from ins_q) as quarantined,
+       (select count(*) from ins_e) as events"""
+
+_RAW = """
+insert into quarantined_readings (source, provider_id, reasons, raw, raw_sha256, received_at)
+select 'telematics', p, string_to_array(r, ','), t, h, at
+from unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) as u(p, r, t, h, at)
+on conflict (coalesce(provider_id, 0), raw_sha256) where raw_sha256 is not null do nothing
+returning raw_sha256"""
+
+_COUNTS = """
+insert into ingest_counts as c (day, source, provider_id, shard, accepted, duplicates, quarantined)
+select (now() at time zone 'Asia/Seoul')::date, 'telematics', p, pg_backend_pid() % 16, a, d, q
+from unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) as u(p, a, d, q)
+on conflict (day, source, provider_id, shard) do update
+set accepted = c.accepted + excluded.accepted,
+    duplicates = c.duplicates + excluded.duplicates,
+    quarantined = c.quarantined + excluded.quarantined"""
+
+
+def raw_digest(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).digest()
+
+
+async def store_batch(
+    conn: Conn,
+    items: Sequence[BatchItem],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+    max_attempts: int = 5,
+    before_write: Callable[[Conn], Awaitable[None]] | None = None,
+) -> BatchOutcome:
+    """Store a batch of provider readings in one transaction; one outcome per item, in order.
+
+    Must not be called inside another transaction (it retries by rolling its own back). Errors
+    other than a lost race (the database gone, a bug) propagate with nothing committed.
+    `before_write` runs first inside the transaction (e.g. replay detection of a signed request);
+    whatever it raises aborts the batch.
+    """
+    await conn.execute(_STAGING)
+    if random.random() < 1 / TRUNCATE_EVERY:
+        await conn.execute(_TRUNCATE_STAGING)
+    for attempt in range(max_attempts):
+        try:
+            async with conn.transaction():
+                if before_write is not None:
+                    await before_write(conn)
+                outcome = await _store_batch_once(conn, items, limits, now or datetime.now(UTC), attempt > 0)
+            outcome.retries = attempt
+            return outcome
+        except (_LostRace, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            if attempt == max_attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _nearest_before(a: Point | None, b: Point | None) -> Point | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if (a.recorded_at, a.odometer_m) >= (b.recorded_at, b.odometer_m) else b
+
+
+def _nearest_after(a: Point | None, b: Point | None) -> Point | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if (a.recorded_at, a.odometer_m) <= (b.recorded_at, b.odometer_m) else b
+
+
+_NOTHING: dict[str, Any] = {
+    "consent_row": None, "withdrawn": None, "seen": None, "same_id": None, "b_id": None,
+    "b_odo": None, "b_at": None, "a_odo": None, "a_at": None,
+}
+
+
+async def _look_up(
+    conn: Conn, staged: list[tuple[Any, ...]], now: datetime, limits: Limits, thorough: bool
+) -> dict[int, Any]:
+    """_LOOKUP for every staged reading of a known car, by staging index.
+
+    Recent readings share one window; older ones (late uploads) are looked up without a lower
+    bound. A previous reading older than the window is then looked for where none was found.
+    """
+    hi = now + timedelta(seconds=limits.clock_skew_s, days=1)
+    recent_from = now - RECENT
+    # Readings of unknown cars only need their event looked up: any window does.
+    recent = [st for st in staged if st[4] is None or st[6] >= recent_from]
+    old = [st for st in staged if st[4] is not None and st[6] < recent_from]
+    rows: dict[int, Any] = {}
+    groups = []
+    if recent:
+        earliest = min((st[6] for st in recent if st[4] is not None), default=now)
+        groups.append((min(earliest, now) - LOOKBACK, recent))
+    if old:
+        groups.append((datetime.min.replace(tzinfo=UTC), old))
+    for lo, group in groups:
+        top = max([hi] + [st[6] for st in group if st[4] is not None])
+        query = _LOOKUP_THOROUGH if thorough else _LOOKUP_FAST
+        for r in await conn.fetch(query, lo, top, [st[0] for st in group]):
+            rows[r["idx"]] = r
+        missing = [
+            st[0] for st in group if rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
+        ]
+        if missing and lo.year > 1:
+            for r in await conn.fetch(_BEFORE_OLDER, lo, missing):
+                rows[r["idx"]] = {**dict(rows[r["idx"]]), "b_odo": r["b_odo"], "b_at": r["b_at"]}
+    return rows
+
+
+async def _store_batch_once(
+    conn: Conn, items: Sequence[BatchItem], limits: Limits, now: datetime, thorough: bool
+) -> BatchOutcome:
+    outcomes: list[ItemOutcome | None] = [None] * len(items)
+    per_provider: dict[int, dict[str, int]] = defaultdict(lambda: {"accepted": 0, "duplicates": 0, "quarantined": 0})
+    readings: list[tuple[int, int, OdometerReading, datetime]] = []
+    raw_rows: list[tuple[int, BatchItem, Rejected, bytes]] = []
+    for i, it in enumerate(items):
+        r = it.reading
+        if r is not None and it.provider_id is not None:
+            readings.append((i, it.provider_id, r, it.received_at))
+        else:
+            rej = it.rejected
+            if rej is None:
+                assert r is not None
+                rej = Rejected((), "")  # a reading without a provider cannot happen on our paths
+            raw_rows.append((i, it, rej, raw_digest(rej.raw)))
+
+    disputes = 0
+    if readings:
+        await conn.execute(_SETTINGS)
+        vehicles = {
+            r["vin"]: (r["id"], r["district"])
+            for r in await conn.fetch(_VEHICLES, list({r.vin for _, _, r, _ in readings}))
+        }
+        await lock_vehicles(conn, [v[0] for v in vehicles.values()])
+        staged = []
+        for i, provider_id, r, received_at in readings:
+            known = vehicles.get(r.vin)
+            staged.append(
+                (i, provider_id, r.event_id, r.vin, known[0] if known else None, r.odometer_m,
+                 r.recorded_at, received_at, r.original_value, r.original_unit)
+            )
+        await conn.copy_records_to_table("ingest_staging", records=staged, columns=_STAGING_COLUMNS)
+        rows = await _look_up(conn, staged, now, limits, thorough)
+        # [idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status]
+        decisions: list[list[Any]] = []
+        #: Positions in `decisions` of content duplicates of a reading verified in this batch.
+        refs: dict[int, int] = {}
+        seen_events: set[tuple[int, str]] = set()
+        verified_keys: dict[tuple[int, datetime, int], int] = {}  # -> position in decisions
+        accepted: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+        rollbacks: dict[int, tuple[int, str | None, tuple[str, ...], Point, Point | None, Point | None]] = {}
+        per_vehicle = Counter(st[4] for st in staged)
+        repeated = {v for v, n in per_vehicle.items() if n > 1}
+        for st in staged:
+            idx, provider_id, event_id, vin, vehicle_id, odometer_m, recorded_at = st[:7]
+            row = rows.get(idx, _NOTHING)
+            counts = per_provider[provider_id]
+            if row["seen"] or (provider_id, event_id) in seen_events:
+                outcomes[idx] = ItemOutcome("duplicate")
+                counts["duplicates"] += 1
+                continue
+            seen_events.add((provider_id, event_id))
+            if vehicle_id is None:
+                decisions.append([idx, "q", None, None, None, [VEHICLE_UNKNOWN], "none"])
+                outcomes[idx] = ItemOutcome("quarantined", (VEHICLE_UNKNOWN,))
+                counts["quarantined"] += 1
+                continue
+            # Readings of a car that has several in this batch are each other's neighbours too.
+            several = vehicle_id in repeated
+            key = (vehicle_id, recorded_at, odometer_m)
+            same_id = row["same_id"]
+            b_at, b_odo = row["b_at"], row["b_odo"]
+            if same_id is None and b_at == recorded_at and b_odo == odometer_m:
+                same_id = row["b_id"]  # the identical verified reading
+            if same_id is not None or (several and key in verified_keys):
+                if same_id is None:
+                    refs[len(decisions)] = verified_keys[key]
+                decisions.append([idx, "c", vehicle_id, same_id, None, None, None])
+                outcomes[idx] = ItemOutcome("duplicate", reading_id=same_id)
+                counts["duplicates"] += 1
+                continue
+            db_before = Point(b_odo, b_at) if b_at is not None else None
+            a_at = row["a_at"]
+            db_after = Point(row["a_odo"], a_at) if a_at is not None else None
+            mine = accepted.get(vehicle_id) if several else None
+            if mine:
+                j = bisect.bisect_right(mine, (recorded_at, 1 << 62))
+                batch_before = Point(mine[j - 1][1], mine[j - 1][0]) if j > 0 else None
+                batch_after = Point(mine[j][1], mine[j][0]) if j < len(mine) else None
+                before = _nearest_before(db_before, batch_before)
+                after = _nearest_after(db_after, batch_after)
+            else:
+                before, after = db_before, db_after
+            consent: Consent = (
+                "missing" if not row["consent_row"] else "withdrawn" if row["withdrawn"] else "granted"
+            )
+            candidate = Point(odometer_m, recorded_at)
+            reasons = check_reading(candidate, Neighbourhood(before, after, now, True, consent), limits)
+            if not reasons:
+                if several:
+                    verified_keys[key] = len(decisions)
+                    bisect.insort(accepted[vehicle_id], (recorded_at, odometer_m))
+                decisions.append([idx, "v", vehicle_id, None, None, None, None])
+                outcomes[idx] = ItemOutcome("accepted")
+                counts["accepted"] += 1
+            else:
+                decreased = ODOMETER_DECREASED in reasons
+                if decreased and vehicle_id not in rollbacks:
+                    rollbacks[vehicle_id] = (len(decisions), vehicles[vin][1], reasons, candidate, before, after)
+                decisions.append([idx, "q", vehicle_id, None, None, list(reasons), "open" if decreased else "none"])
+                outcomes[idx] = ItemOutcome("quarantined", reasons)
+                counts["quarantined"] += 1
+
+        await conn.execute(_RESET_SETTINGS)
+        n_verified = sum(1 for d in decisions if d[1] == "v")
+        n_quarantined = sum(1 for d in decisions if d[1] == "q")
+        ids = await conn.fetchrow(_IDS, n_verified, n_quarantined)
+        assert ids is not None
+        reading_ids = iter(ids["readings"])
+        quarantine_ids = iter(ids["quarantine"])
+        for d in decisions:
+            if d[1] == "v":
+                d[3] = next(reading_ids)
+            elif d[1] == "q":
+                d[4] = next(quarantine_ids)
+        for pos, ref in refs.items():
+            decisions[pos][3] = decisions[ref][3]
+        for d in decisions:
+            o = outcomes[d[0]]
+            assert o is not None
+            o.reading_id, o.quarantine_id = d[3], d[4]
+        await conn.copy_records_to_table(
+            "ingest_decisions", records=[tuple(d) for d in decisions], columns=_DECISION_COLUMNS
+        )
+        written = await conn.fetchrow(_WRITE)
+        if (
+            written is None
+            or written["readings"] != n_verified
+            or written["quarantined"] != n_quarantined
+            or written["events"] != len(decisions)
+        ):
+            raise _LostRace()
+        for vehicle_id, (pos, district, reasons, candidate, before, after) in rollbacks.items():
+            opened = await _open_rollback(
+                conn, vehicle_id, district, decisions[pos][4], reasons, candidate, before, after
+            )
+            disputes += opened is not None
+        await conn.execute(_CLEAR_STAGING)
+
+    if raw_rows:
+        inserted = {
+            bytes(r["raw_sha256"])
+            for r in await conn.fetch(
+                _RAW,
+                [it.provider_id for _, it, _, _ in raw_rows],
+                [",".join(rej.reasons) or "unreadable" for _, _, rej, _ in raw_rows],
+                [rej.raw for _, _, rej, _ in raw_rows],
+                [h for _, _, _, h in raw_rows],
+                [it.received_at for _, it, _, _ in raw_rows],
+            )
+        }
+        for i, it, rej, h in raw_rows:
+            counts = per_provider[it.provider_id or 0]
+            if h in inserted:
+                inserted.discard(h)  # the same bytes twice in one batch: the second is a duplicate
+                outcomes[i] = ItemOutcome("quarantined", rej.reasons or ("unreadable",))
+                counts["quarantined"] += 1
+            else:
+                outcomes[i] = ItemOutcome("duplicate", rej.reasons)
+                counts["duplicates"] += 1
+
+    if per_provider:
+        ps = sorted(per_provider)
+        await conn.execute(
+            _COUNTS,
+            ps,
+            [per_provider[p]["accepted"] for p in ps],
+            [per_provider[p]["duplicates"] for p in ps],
+            [per_provider[p]["quarantined"] for p in ps],
+        )
+    final_outcomes = [o for o in outcomes if o is not None]
+    assert len(final_outcomes) == len(items)
+    return BatchOutcome(items=final_outcomes, disputes=disputes, per_provider=dict(per_provider))
+

@@ -1,0 +1,103 @@
+"""The designation's SQL and its Python reference (prorate.period_bounds) agree, car by car.
+
+Random (seeded) worlds of connected and photo cars, consents granted and withdrawn, annual and
+season participations, ended or not, with readings that arrive late, designated twice: the second
+time later, when more is known, which must only fill in what the first left open.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from prorate.period_bounds import (
+    Candidate,
+    Consent,
+    choose_end,
+    choose_start,
+    connected_for_end,
+    connected_for_start,
+    period_bounds,
+)
+from prorate.rules import rule_set_named
+from storage.period_readings import designate_periods
+
+from .helpers import connect_car, enrol, make_car, pointers, seoul
+
+RULES = rule_set_named("seoul-2022")
+EDGE_DAYS = [date(2022, 1, 31), date(2022, 2, 28), date(2022, 3, 31), date(2022, 8, 31), date(2022, 12, 31)]
+
+
+def reference(case: dict[str, Any], at: datetime, before: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    """What the rule designates at `at`, given what was designated before."""
+    b = period_bounds(case["program"], case["enrolled_on"], case["season_year"], RULES)
+    if not b.complete_before(case["ended_on"]):
+        return before
+    start_id, end_id = before
+    rs: list[Candidate] = case["readings"]
+    if start_id is None and connected_for_start(case["consents"], b, at):
+        chosen = choose_start(rs, b, at)
+        start_id = chosen.id if chosen else None
+    if start_id is not None and end_id is None and connected_for_end(case["consents"], b):
+        start = next(r for r in rs if r.id == start_id)
+        chosen = choose_end(rs, start, b, at)
+        end_id = chosen.id if chosen else None
+    return start_id, end_id
+
+
+async def make_case(conn: asyncpg.Connection, rng: random.Random) -> dict[str, Any]:
+    car = await make_car(conn)
+    season = rng.random() < 0.25
+    enrolled_on = (
+        date(2022, 10, 1) + timedelta(days=rng.randrange(60))
+        if season
+        else rng.choice(EDGE_DAYS) if rng.random() < 0.3 else date(2022, 1, 1) + timedelta(days=rng.randrange(365))
+    )
+    consents: list[Consent] = []
+    kind = rng.choice(["none", "always", "withdrawn", "granted_late", "always"])
+    if kind != "none":
+        granted = seoul(enrolled_on) + timedelta(days=rng.randrange(-30, 400)) if kind == "granted_late" else seoul(date(2020, 1, 1))
+        withdrawn = granted + timedelta(days=rng.randrange(0, 420)) if kind == "withdrawn" else None
+        await connect_car(conn, car, granted_at=granted, withdrawn_at=withdrawn)
+        consents.append(Consent(granted, withdrawn))
+    pid = await enrol(conn, car, enrolled_on, program="season" if season else "annual",
+                      season_year=2022 if season else None)
+    ended_on = None
+    if rng.random() < 0.2:
+        ended_on = enrolled_on + timedelta(days=rng.randrange(30, 420))
+        await conn.execute(
+            "update participations set status = 'ended', end_reason = 'withdrawn', ended_on = $2 where id = $1",
+            pid, ended_on,
+        )
+    readings: list[Candidate] = []
+    moments = sorted({seoul(enrolled_on, 0) + timedelta(hours=rng.randrange(-24 * 40, 24 * 420))
+                      for _ in range(rng.randrange(0, 14))})
+    odo = 30_000_000
+    for m in moments:
+        odo += rng.randrange(0, 2_000_000)
+        verified = m + timedelta(hours=rng.choice([1, 1, 1, 30, 24 * 20]))
+        rid = await conn.fetchval(
+            """insert into readings (vehicle_id, odometer_m, recorded_at, source, verified_at)
+               values ($1, $2, $3, 'telematics', $4) returning id""",
+            car.vehicle_id, odo, m, verified,
+        )
+        readings.append(Candidate(rid, m, verified))
+    return {"pid": pid, "program": "season" if season else "annual", "season_year": 2022 if season else None,
+            "enrolled_on": enrolled_on, "ended_on": ended_on, "consents": consents, "readings": readings}
+
+
+async def test_sql_and_reference_agree_over_two_designations(conn: asyncpg.Connection) -> None:
+    rng = random.Random(20230501)
+    cases = [await make_case(conn, rng) for _ in range(80)]
+    expected = {c["pid"]: (None, None) for c in cases}
+    for at in (seoul(date(2023, 2, 10)), seoul(date(2023, 4, 5)), seoul(date(2024, 1, 1))):
+        async with conn.transaction():
+            await designate_periods(conn, as_of=at)
+        for c in cases:
+            expected[c["pid"]] = reference(c, at, expected[c["pid"]])
+            assert await pointers(conn, c["pid"]) == expected[c["pid"]], (at, c)
+    designated = [e for e in expected.values() if e[1] is not None]
+    assert len(designated) >= 10  # the world exercised the end as well

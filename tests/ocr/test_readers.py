@@ -1,0 +1,121 @@
+"""Readers on synthetic photos (fixtures/ocr/generate.py) and their contracts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ocr import read_odometer, read_plate
+from ocr.types import OdometerRead, PlateRead
+
+
+def _jpeg(gen, im) -> bytes:  # type: ignore[no-untyped-def]
+    return gen.to_jpeg(im)
+
+
+@pytest.mark.parametrize("style", ["lcd", "amber", "tft"])
+def test_odometer_synthetic_dashboard(gen, style: str) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(sum(map(ord, style)))
+    hits = 0
+    for _i in range(4):
+        odo = rng.randint(10000, 999999)
+        data = _jpeg(gen, gen.render_dashboard(odo, rng, trip=rng.uniform(1, 999), style=style, effects=0.6))
+        r = read_odometer(data)
+        assert isinstance(r, OdometerRead)
+        assert 0.0 <= r.confidence <= 1.0
+        if r.auto_accept:  # never a confident wrong answer
+            assert r.value_km == odo, (odo, r)
+        # when the engines disagree the value may be PP-OCR's; the truth must then be a candidate
+        hits += r.value_km == odo or (not r.auto_accept and odo in [v for v, _ in r.candidates[:2]])
+        # the trip value (with its decimal) and the km/h scale are never chosen
+        assert r.value_km is None or r.value_km >= 1000
+    assert hits >= 3
+
+
+def test_odometer_claims(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(5)
+    odo = 274384
+    data = _jpeg(gen, gen.render_dashboard(odo, rng, trip=210.3, style="lcd", effects=0.4))
+    r = read_odometer(data, claimed_km=odo)
+    assert r.claim_confirmed is True
+    for wrong in (274385, 214384, 774384, 27438):
+        assert read_odometer(data, claimed_km=wrong).claim_confirmed is False
+    assert read_odometer(data).claim_confirmed is None
+    bad = read_odometer(data, claimed_km=-5)
+    assert bad.claim_confirmed is False and "claim_invalid" in bad.reasons
+
+
+def test_no_odometer_in_frame(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(9)
+    data = _jpeg(gen, gen.render_plate_photo("12가3456", "white", rng, scene=True, effects=0.3))
+    r = read_odometer(data)
+    assert not r.auto_accept
+    data2 = _jpeg(
+        gen,
+        gen._photo_effects(
+            __import__("PIL.Image", fromlist=["Image"]).new("RGB", (800, 600), (90, 120, 90)), rng
+        ),
+    )
+    r2 = read_odometer(data2)
+    assert r2.value_km is None and "no_odometer_found" in r2.reasons and not r2.auto_accept
+
+
+@pytest.mark.parametrize("style", ["white", "white3", "ev", "yellow"])
+def test_plate_synthetic_closeup(gen, style: str) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(len(style))
+    hits = 0
+    n = 3
+    for _ in range(n):
+        text = gen.plate_text_for(style, rng)
+        data = _jpeg(gen, gen.render_plate_photo(text, style, rng, scene=False, effects=0.5))
+        p = read_plate(data)
+        assert isinstance(p, PlateRead)
+        if p.auto_accept:
+            assert p.text == text, (text, p)
+        hits += p.text == text or (p.text is not None and text.endswith(p.text))
+    assert hits >= 2
+
+
+def test_plate_claims(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(3)
+    data = _jpeg(gen, gen.render_plate_photo("34나5678", "white", rng, scene=False, effects=0.3))
+    assert read_plate(data, "34나5678").claim_confirmed is True
+    assert read_plate(data, "34나 5678").claim_confirmed is True  # spacing is folded
+    for wrong in ("34나5679", "34다5678", "35나5678", "134나5678"):
+        assert read_plate(data, wrong).claim_confirmed is False
+    bad = read_plate(data, "not a plate")
+    assert bad.claim_confirmed is False and "claim_invalid" in bad.reasons
+
+
+def test_no_plate_in_frame(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(2)
+    data = _jpeg(gen, gen.render_dashboard(123456, rng, trip=12.5, style="lcd"))
+    p = read_plate(data)
+    assert not p.auto_accept
+
+
+def test_results_serialise(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(4)
+    data = _jpeg(gen, gen.render_dashboard(65432, rng, style="tft"))
+    r = read_odometer(data)
+    assert r.model_dump_json()
+    assert r.engine is not None and r.elapsed_ms > 0
+
+
+def test_odometer_thousands_separator_is_not_a_trip_decimal(gen) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(21)
+    ok = 0
+    for _ in range(3):
+        odo = rng.randint(10000, 999999)
+        data = _jpeg(
+            gen,
+            gen.render_dashboard(
+                odo, rng, trip=rng.uniform(1, 999), style="tft", effects=0.4, thousands=True
+            ),
+        )
+        r = read_odometer(data)
+        if r.auto_accept:
+            assert r.value_km == odo
+        ok += r.value_km == odo
+    assert ok >= 2

@@ -1,0 +1,21 @@
+"""Skip-if-absent checks on the real development photos in ../shared/ocr-dev (never copied here)."""
+
+from __future__ import annotations
+
+import json
+
+from ocr.evaluate import evaluate
+
+
+def test_real_photos_yardstick(real_dir) -> None:  # type: ignore[no-untyped-def]
+    res = evaluate(real_dir / "manifest.csv")
+    print(json.dumps(res, ensure_ascii=False))
+    odo, plate = res["odometer"], res["plate"]
+    # precision of auto-accept is what matters most: never a confident wrong answer
+    assert odo["auto_precision"] in (None, 1.0)
+    assert plate["auto_precision"] in (None, 1.0)
+    assert odo["claim_false_accept"] == 0.0
+    assert plate["claim_false_accept"] in (None, 0.0)
+    # regression floors (see docs/ocr.md for the measured figures)
+    assert odo["exact"] >= 0.8
+    assert odo["claim_true_accept"] >= 0.7

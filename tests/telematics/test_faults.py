@@ -1,0 +1,298 @@
+"""Faults against real Mosquitto and PostgreSQL, each ending with every reading stored exactly once
+and the service healthy without a manual step: the service killed (SIGKILL) mid-stream, the broker
+restarted mid-stream, PostgreSQL stopped for 5 s mid-stream; and two services sharing the load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import paho.mqtt.client as mqtt
+import pytest
+
+from storage.db import create_pool, with_database
+from storage.migrate import migrate
+from tests.conftest import LiveService, free_port
+from tests.telematics.conftest import (
+    Car,
+    ProjectBroker,
+    Provider,
+    enrol_cars,
+    make_provider,
+    reading,
+)
+
+pytestmark = pytest.mark.slow
+
+READINGS = 50_000
+CARS = 100
+NO_MATCHING_SUBSCRIBERS = 16
+
+
+class Stream:
+    """A provider publishing READINGS one-reading messages (QoS 1, MQTT 5) from a background thread.
+
+    As docs/providers.md asks of providers, a message acknowledged with reason code 16 ("no
+    matching subscribers": Mosquitto does not restore shared subscriptions after a restart, so for
+    a moment no worker is subscribed) is published again.
+    """
+
+    def __init__(self, broker: ProjectBroker, provider: Provider, cars: list[Car], total: int = READINGS) -> None:
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+        per_car = total // len(cars)
+        self.payloads = [
+            json.dumps(reading(car, 10_000 + 5 * k, start + k * timedelta(minutes=10), f"{car.id}-{k}")).encode()
+            for k in range(per_car)
+            for car in cars
+        ]
+        self.reasons: dict[int, int] = {}
+        self.client = broker.client(provider, inflight=500, protocol=mqtt.MQTTv5)
+        self.client.on_publish = lambda c, u, mid, reason, props: self.reasons.__setitem__(mid, reason.value)
+        self.topic = provider.topic
+        self.republished = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            pending = self.payloads
+            while pending:
+                self.reasons.clear()
+                infos = [(self.client.publish(self.topic, p, qos=1), p) for p in pending]
+                for info, _ in infos:
+                    info.wait_for_publish(120)
+                pending = [p for info, p in infos if self.reasons.get(info.mid) == NO_MATCHING_SUBSCRIBERS]
+                self.republished += len(pending)
+                time.sleep(0.2 if pending else 0)
+        except BaseException as e:  # reported by join()
+            self.error = e
+
+    def start(self) -> Stream:
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.thread.join(180)
+        self.client.loop_stop()
+        assert self.error is None, self.error
+
+
+async def accepted(pool: asyncpg.Pool, provider_id: int) -> int:
+    n: int = await pool.fetchval(
+        "select coalesce(sum(accepted + duplicates + quarantined), 0) from ingest_counts where provider_id = $1",
+        provider_id,
+    )
+    return n
+
+
+async def reach(pool: asyncpg.Pool, provider_id: int, n: int) -> None:
+    for _ in range(1200):
+        if await accepted(pool, provider_id) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached {n} readings")
+
+
+async def stored_exactly_once(pool: asyncpg.Pool, provider: Provider, total: int = READINGS) -> dict[str, int]:
+    """Wait until `total` readings of the provider are accepted; then none may be stored twice."""
+    query = """select coalesce(sum(accepted), 0)::int8 as accepted, coalesce(sum(duplicates), 0)::int8 as duplicates
+               from ingest_counts where provider_id = $1"""
+    counts: dict[str, int] = {}
+    for _ in range(3000):
+        counts = dict(await pool.fetchrow(query, provider.id))
+        if counts["accepted"] >= total:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)  # redeliveries still in flight are counted, not stored
+    row = await pool.fetchrow(
+        "select count(*) as n, count(distinct provider_event_id) as events from readings where provider_id = $1",
+        provider.id,
+    )
+    assert (row["n"], row["events"]) == (total, total), (dict(row), counts)
+    assert await pool.fetchval("select count(*) from quarantined_readings where provider_id = $1", provider.id) == 0
+    counts = dict(await pool.fetchrow(query, provider.id))
+    assert counts["accepted"] == total
+    return counts
+
+
+def ready(service: LiveService) -> dict[str, Any]:
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(service.url + "/readyz", timeout=2) as r:
+                body: dict[str, Any] = json.loads(r.read())
+                return body
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"service not ready:\n{service.logs()[-3000:]}")
+
+
+def mqtt_env(broker: ProjectBroker, client_id: str) -> dict[str, str]:
+    return {
+        "CARMILEAGE_MQTT_ENABLED": "true",
+        "CARMILEAGE_MQTT_URL": broker.service_url,
+        "CARMILEAGE_MQTT_CLIENT_ID": client_id,
+        "CARMILEAGE_LOG_LEVEL": "WARNING",
+    }
+
+
+async def setup_provider(pool: asyncpg.Pool, broker: ProjectBroker, cars: int = CARS) -> tuple[Provider, list[Car]]:
+    async with pool.acquire() as conn:
+        provider = await make_provider(conn)
+        enrolled = await enrol_cars(conn, cars, [provider])
+    broker.allow(provider)
+    return provider, enrolled
+
+
+async def test_service_killed_mid_stream_and_restarted(
+    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+) -> None:
+    provider, cars = await setup_provider(pool, project_broker)
+    worker = f"fault-kill-{uuid.uuid4().hex[:6]}"
+    service = live_service_factory(database_url, **mqtt_env(project_broker, worker))
+    ready(service)
+    stream = Stream(project_broker, provider, cars).start()
+    await reach(pool, provider.id, READINGS // 4)
+    service.kill()  # SIGKILL: whatever it held unacknowledged, the broker keeps for its session
+    await asyncio.sleep(1)
+    service.start()
+    stream.join()
+    counts = await stored_exactly_once(pool, provider)
+    assert ready(service)["status"] == "ready"
+    print("duplicates after SIGKILL:", counts["duplicates"])
+
+
+async def test_broker_restarted_mid_stream(
+    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+) -> None:
+    provider, cars = await setup_provider(pool, project_broker)
+    service = live_service_factory(database_url, **mqtt_env(project_broker, f"fault-broker-{uuid.uuid4().hex[:6]}"))
+    ready(service)
+    stream = Stream(project_broker, provider, cars).start()
+    await reach(pool, provider.id, READINGS // 4)
+    project_broker.restart(down_s=1)  # SIGTERM: sessions and queued messages are saved to disk
+    stream.join()
+    print("republished after 'no matching subscribers':", stream.republished)
+    await stored_exactly_once(pool, provider)
+    print("republished after 'no matching subscribers':", stream.republished)
+    for _ in range(100):
+        if ready(service)["checks"].get("mqtt") == "subscribed":
+            break
+        await asyncio.sleep(0.1)
+    assert ready(service)["status"] == "ready"
+
+
+async def test_two_services_split_the_load_and_store_each_reading_once(
+    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+) -> None:
+    provider, cars = await setup_provider(pool, project_broker)
+    services = [
+        live_service_factory(database_url, **mqtt_env(project_broker, f"fault-pair-{i}-{uuid.uuid4().hex[:6]}"))
+        for i in range(2)
+    ]
+    for s in services:
+        ready(s)
+    stream = Stream(project_broker, provider, cars, total=20_000).start()
+    stream.join()
+    await stored_exactly_once(pool, provider, total=20_000)
+    shares = []
+    for s in services:
+        text = await asyncio.to_thread(lambda s=s: urllib.request.urlopen(s.url + "/metrics", timeout=5).read().decode())
+        line = next(
+            (ln for ln in text.splitlines() if ln.startswith(f'carmileage_readings_accepted_total{{provider="{provider.name}"')),
+            None,
+        )
+        shares.append(float(line.rsplit(" ", 1)[1]) if line else 0.0)
+    assert sum(shares) == 20_000
+    assert min(shares) > 2_000, shares  # the shared subscription gives each worker its part
+
+
+# -- PostgreSQL stopped for 5 s: a throwaway cluster of our own ---------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A PostgreSQL cluster in a temp dir on a free port, run as the postgres user (initdb refuses root)."""
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.skip("needs PostgreSQL 15 server binaries and runuser to run a throwaway cluster")
+    directory = Path(tempfile.mkdtemp(prefix="cm-pg-"))
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    data = directory / "data"
+    try:
+        subprocess.run(
+            [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as e:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip(f"cannot create a throwaway PostgreSQL cluster: {e}")
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=on"
+
+    def start() -> None:
+        subprocess.run(
+            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop() -> None:
+        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=True, capture_output=True)
+
+    start()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/carmileage", start, stop
+    finally:
+        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_postgresql_stopped_for_5_s_mid_stream(
+    own_postgres: tuple[str, Callable[[], None], Callable[[], None]],
+    project_broker: ProjectBroker,
+    live_service_factory: Callable[..., LiveService],
+) -> None:
+    url, start_pg, stop_pg = own_postgres
+    admin = await asyncpg.connect(with_database(url, "postgres"))
+    await admin.execute("create database carmileage")
+    await admin.close()
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    pool = await create_pool(url, min_size=1, max_size=4)
+    try:
+        provider, cars = await setup_provider(pool, project_broker)
+        service = live_service_factory(url, **mqtt_env(project_broker, f"fault-pg-{uuid.uuid4().hex[:6]}"))
+        ready(service)
+        stream = Stream(project_broker, provider, cars).start()
+        await reach(pool, provider.id, READINGS // 4)
+        stop_pg()
+        await asyncio.sleep(5)
+        start_pg()
+        stream.join()
+        await pool.expire_connections()
+        await stored_exactly_once(pool, provider)
+        for _ in range(100):
+            if ready(service)["status"] == "ready":
+                break
+            await asyncio.sleep(0.1)
+        assert ready(service)["status"] == "ready"
+    finally:
+        await pool.close()
