@@ -337,8 +337,13 @@ class MqttConsumer:
                 if self._stopping and not self._open:
                     await asyncio.sleep(0.01)
                 continue
-            # Take what has arrived without yielding to the event loop in between.
+            # Take what has arrived, yielding to the event loop every few hundred messages (the
+            # writers, the acknowledger and HTTP requests run on it too).
+            taken = 0
             while m is not None:
+                taken += 1
+                if taken % 250 == 0:
+                    await asyncio.sleep(0)
                 parsed = parse_mqtt_payload(m.payload)
                 first = parsed[0]
                 lane = hash(first.vin) % lanes if type(first) is OdometerReading else 0
@@ -444,7 +449,9 @@ class MqttConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                if is_transient(e):
+                # An error that is not the database's verdict on this data (e.g. a protocol error
+                # from a connection that died mid-batch) is only poison if the database answers.
+                if is_transient(e) or not await self._database_answers():
                     now = time.monotonic()
                     if now - self._last_error_log > 5:
                         self._last_error_log = now
@@ -466,6 +473,15 @@ class MqttConsumer:
                 entries = self._unstorable(batch, entries)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                async with self.pool.acquire() as conn:
+                    await conn.fetchval("select 1")
+            return True
+        except Exception:
+            return False
 
     def _unstorable(
         self, batch: _Batch, entries: list[tuple[int, str | None, Adapted]]

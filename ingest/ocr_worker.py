@@ -55,8 +55,10 @@ QUEUE_DEPTH = Gauge("carmileage_ocr_queue_depth", "OCR jobs queued or running")
 
 
 def _warm_up() -> None:
-    """Import the readers once per process, so the first job does not pay for it."""
-    import ocr  # noqa: F401
+    """Load the readers and their models once per process, so the first job does not pay for it."""
+    import ocr
+
+    ocr.warm_up()
 
 
 def analyse_dashboard(data: bytes, claimed_km: int) -> dict[str, Any]:

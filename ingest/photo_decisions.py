@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from ingest.ingestion import limits_from
 from ingest.settings import Settings
 from prorate.photo_decision import (
     ImageEvidence,
@@ -136,7 +137,7 @@ async def decide_submission(
             settings.photo_reuse_max_distance,
         )
         odometer_m = s["claimed_km"] * 1000
-        checks = await check_reasons_for(conn, s["vehicle_id"], odometer_m, recorded_at)
+        checks = await check_reasons_for(conn, s["vehicle_id"], odometer_m, recorded_at, limits_from(settings))
         evidence = PhotoEvidence(
             claimed_km=s["claimed_km"],
             enrolled_plate=s["plate"],
@@ -182,6 +183,7 @@ async def decide_submission(
                 submission_id=s["id"],
                 stage=s["stage"],
                 participation_id=s["participation_id"],
+                limits=limits_from(settings),
             )
             if stored.reading_id is not None:
                 reading_id = stored.reading_id

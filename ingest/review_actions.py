@@ -32,6 +32,7 @@ from storage.jobs import job_of_submission
 from storage.photo_readings import check_reasons_for, store_photo_reading
 from storage.photos import finish_submission, lock_submission
 from storage.readings import NewReading, store_verified_reading
+from telematics.checks import DEFAULT_LIMITS, Limits
 
 Action = Literal["accept", "correct", "reject"]
 RESOLUTION_OF = {"accept": "accepted", "correct": "corrected", "reject": "rejected"}
@@ -137,6 +138,7 @@ async def resolve_dispute(
     reason: str | None,
     note: str | None,
     request_id: str | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> asyncpg.Record:
     """Accept the OCR value, correct it, or reject with a reason; exactly once per dispute."""
     if action == "reject" and reason not in REJECTION_REASONS:
@@ -150,9 +152,9 @@ async def resolve_dispute(
             raise _translate(e) from None
         before = _snapshot(d)
         if d["kind"] == "photo":
-            value_m, effects = await _resolve_photo(conn, d, reviewer, action, value_km, reason)
+            value_m, effects = await _resolve_photo(conn, d, reviewer, action, value_km, reason, limits)
         else:
-            value_m, effects = await _resolve_reading(conn, d, reviewer, action, value_km)
+            value_m, effects = await _resolve_reading(conn, d, reviewer, action, value_km, limits)
         resolved = await mark_resolved(
             conn,
             dispute_id,
@@ -183,6 +185,7 @@ async def _resolve_photo(
     action: Action,
     value_km: int | None,
     reason: str | None,
+    limits: Limits,
 ) -> tuple[int | None, dict[str, Any]]:
     s = await lock_submission(conn, d["submission_id"])
     assert s is not None
@@ -231,6 +234,7 @@ async def _resolve_photo(
         submission_id=s["id"],
         stage=s["stage"],
         participation_id=s["participation_id"],
+        limits=limits,
     )
     if stored.reading_id is None:
         raise _refused(409, "reading_conflicts", "The checks refused the reading.", list(stored.reasons))
@@ -261,7 +265,7 @@ async def _resolve_photo(
 
 
 async def _resolve_reading(
-    conn: Conn, d: asyncpg.Record, reviewer: str, action: Action, value_km: int | None
+    conn: Conn, d: asyncpg.Record, reviewer: str, action: Action, value_km: int | None, limits: Limits
 ) -> tuple[int | None, dict[str, Any]]:
     """Rollback and telematics cases, about a quarantined reading:
 
@@ -292,6 +296,7 @@ async def _resolve_reading(
             submission_id=None,
             stage=None,
             participation_id=None,
+            limits=limits,
         )
         if stored.reading_id is None:
             raise _refused(409, "reading_conflicts", "The value conflicts with the car's verified readings.", list(stored.reasons))
@@ -314,6 +319,7 @@ async def _resolve_reading(
             ),
             quarantine=False,
             ignore=frozenset(q["reasons"]),
+            limits=limits,
         )
         if result.reading_id is None:
             raise _refused(409, "reading_conflicts", "The reading now fails other checks.", list(result.reasons))

@@ -31,7 +31,8 @@ def warm_up() -> None:
             digits._session()
         if hangul.available():
             hangul._session()
-        hangul.tesseract_available()
+        if hangul.tesseract_available():
+            hangul.warm_up_tesseract()
     except Exception:
         pass
 

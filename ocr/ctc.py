@@ -85,3 +85,55 @@ def log_likelihood(p: np.ndarray, label: list[int]) -> float:
 
 def best_path_log_prob(p: np.ndarray) -> float:
     return float(np.log(np.maximum(p.max(axis=1), 1e-30)).sum())
+
+
+def log_likelihood_batch(p: np.ndarray, labels: list[list[int]]) -> np.ndarray:
+    """log P(label | frames) for many labels at once (one forward pass over the frames, vectorised
+    over labels and states); p: T x K probabilities, column 0 blank.  Used to score a claimed value
+    against all its one-edit neighbours, which the per-label loop above would make too slow."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0)
+    T = p.shape[0]
+    lp = np.log(np.maximum(p, 1e-30))
+    lens = np.array([len(lab) for lab in labels])
+    S = 2 * int(lens.max()) + 1
+    ext = np.zeros((n, S), dtype=np.int64)
+    for i, lab in enumerate(labels):
+        if lab:
+            ext[i, 1 : 2 * len(lab) : 2] = lab
+    skip = np.zeros((n, S), dtype=bool)
+    skip[:, 2:] = (ext[:, 2:] != 0) & (ext[:, 2:] != ext[:, :-2])
+    neg = -np.inf
+    a = np.full((n, S), neg)
+    a[:, 0] = lp[0, 0]
+    if S > 1:
+        a[:, 1] = np.where(lens > 0, lp[0, ext[:, 1]], neg)
+    with np.errstate(invalid="ignore"):
+        for t in range(1, T):
+            s1 = np.full((n, S), neg)
+            s1[:, 1:] = a[:, :-1]
+            s2 = np.full((n, S), neg)
+            s2[:, 2:] = np.where(skip[:, 2:], a[:, :-2], neg)
+            a = np.logaddexp(np.logaddexp(a, s1), s2) + lp[t][ext]
+    rows = np.arange(n)
+    last = a[rows, 2 * lens]
+    prev = np.where(lens > 0, a[rows, np.maximum(2 * lens - 1, 0)], neg)
+    return np.logaddexp(last, prev)
+
+
+def one_edit_neighbours(label: str, alphabet: str) -> list[str]:
+    """Every string one substitution, insertion or deletion away from `label` (over `alphabet`):
+    the values a citizen would type by mistyping or misreading one digit."""
+    out: set[str] = set()
+    for i, c in enumerate(label):
+        out.add(label[:i] + label[i + 1 :])
+        for a in alphabet:
+            if a != c:
+                out.add(label[:i] + a + label[i + 1 :])
+    for i in range(len(label) + 1):
+        for a in alphabet:
+            out.add(label[:i] + a + label[i:])
+    out.discard(label)
+    out.discard("")
+    return sorted(out)

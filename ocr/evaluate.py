@@ -174,6 +174,7 @@ def evaluate(
             "claim_false": [bool(w["confirmed"]) for w in wrong],
             "ms": blind["ms"],
             "cpu_ms": blind["cpu_ms"],
+            "claim_cpu_ms": true_claim["cpu_ms"],
             "conf": blind.get("conf"),
             "reasons": blind.get("reasons"),
         }
@@ -197,6 +198,7 @@ def evaluate(
         falses = [x for r in recs for x in r["claim_false"]]
         ms = np.array([r["ms"] for r in recs])
         cpu = np.array([r["cpu_ms"] for r in recs])
+        claim_cpu = np.array([r["claim_cpu_ms"] for r in recs])
         out[kind] = {
             "n": n,
             "exact": round(sum(r["exact"] for r in recs) / n, 4),
@@ -212,6 +214,9 @@ def evaluate(
             # spends, independent of what else the machine is doing
             "median_cpu_ms": round(float(np.median(cpu)), 1),
             "p95_cpu_ms": round(float(np.percentile(cpu, 95)), 1),
+            # CPU time of a read with the right claim (what the service's worker runs)
+            "claim_median_cpu_ms": round(float(np.median(claim_cpu)), 1),
+            "claim_p95_cpu_ms": round(float(np.percentile(claim_cpu, 95)), 1),
         }
     return out
 
@@ -238,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_ms",
         "p95_ms",
         "median_cpu_ms",
+        "claim_median_cpu_ms",
     ]
     print(f"engine: {a.engine}   manifest: {a.manifest}")
     print(f"{'kind':10s}" + "".join(f"{c:>{max(len(c), 6) + 2}s}" for c in cols))

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import tess
+
 # Plate syllables (the character set needed for decoding; the grammar itself lives in
 # prorate.identifiers) + the syllables of the region names + "#" = not a syllable.
 PLATE_SYLLABLES = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주바사아자배하허호"
@@ -97,11 +99,16 @@ def _variants(img: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def classify_syllable(img: np.ndarray) -> list[tuple[str, float]]:
-    """Ranked (syllable, prob) among plate syllables; empty when no model."""
+def classify_syllable(img: np.ndarray, wider: np.ndarray | None = None) -> list[tuple[str, float]]:
+    """Ranked (syllable, prob) among plate syllables; empty when no model.  `wider` is the same slot
+    cut with some margin: the slot comes from CTC frame positions, which are coarse, and a glyph
+    cut in half by a late slot edge is read wrong."""
     if not available() or img.size == 0:
         return []
-    p = _probs(_variants(img)).mean(axis=0)
+    views = _variants(img)
+    if wider is not None and wider.size and wider.shape[1] > img.shape[1]:
+        views.append(wider)
+    p = _probs(views).mean(axis=0)
     # a slot holds a plate syllable or nothing: renormalise over those (+ "#"), region-only
     # syllables are not candidates here
     keep = np.array([c in PLATE_SYLLABLES or c == "#" for c in CLASSES])
@@ -134,9 +141,7 @@ def classify_region(img: np.ndarray) -> list[tuple[str, float]]:
 @lru_cache(maxsize=1)
 def tesseract_available() -> bool:
     try:
-        import pytesseract
-
-        return "kor" in pytesseract.get_languages(config="")
+        return tess.available("kor")
     except Exception:
         return False
 
@@ -171,44 +176,59 @@ def tesseract_region(img: np.ndarray) -> list[tuple[str, float]]:
     return _memo("treg", img, _tesseract_region)
 
 
+def warm_up_tesseract() -> None:
+    """Load tesseract's Korean model for the page-segmentation modes the plate reader uses."""
+    tess.recognize(np.full((40, 40), 255, np.uint8), "kor", 10, PLATE_SYLLABLES)
+    tess.recognize(np.full((40, 80), 255, np.uint8), "kor", 7, _REGION_CHARS)
+    tess.recognize(np.full((80, 40), 255, np.uint8), "kor", 6, _REGION_CHARS)
+
+
+def _binarise(bgr: np.ndarray) -> np.ndarray:
+    """Dark glyph on white (Otsu), the form tesseract reads best: on synthetic plate slots it reads
+    more syllables right and fewer wrong than on the colour crop."""
+    g = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+    _, b = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if float(np.mean(b)) < 128:
+        b = 255 - b
+    return b
+
+
 def _tesseract_syllable(img: np.ndarray) -> str | None:
     """Tesseract's Korean model on the slot, single-character mode, whitelisted to plate syllables.
     Returns the syllable or None (nothing read / tesseract unavailable)."""
     if img.size == 0 or not tesseract_available():
         return None
     try:
-        import pytesseract
-        from PIL import Image
-
-        h = img.shape[0]
-        s = 64.0 / max(h, 1)
+        s = 64.0 / max(img.shape[0], 1)
         big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
-        big = cv2.copyMakeBorder(big, 10, 10, 10, 10, cv2.BORDER_REPLICATE)
-        txt = pytesseract.image_to_string(
-            Image.fromarray(np.ascontiguousarray(big[:, :, ::-1])),
-            lang="kor",
-            config=f"--psm 10 -c tessedit_char_whitelist={PLATE_SYLLABLES}",
-            timeout=5,
-        )
+        big = cv2.copyMakeBorder(_binarise(big), 10, 10, 10, 10, cv2.BORDER_REPLICATE)
+        r = tess.recognize(big, "kor", 10, PLATE_SYLLABLES)
     except Exception:
         return None
-    chars = [c for c in txt if c in PLATE_SYLLABLES]
+    if r is None:
+        return None
+    chars = [c for c in r[0] if c in PLATE_SYLLABLES]
     return chars[0] if len(chars) == 1 else None
 
 
-def vote_syllable(img: np.ndarray) -> list[tuple[str, float, bool, bool]]:
-    """Ranked (syllable, prob, engines_agree): our model's distribution mixed with tesseract's
-    single answer (tesseract is the stronger reader of real plate glyphs, ours the calibrated one)."""
-    cnn = dict(classify_syllable(img))
-    tess = tesseract_syllable(img)
+TESS_WEIGHT = 0.4
+
+
+def vote_syllable(img: np.ndarray, wider: np.ndarray | None = None) -> list[tuple[str, float, bool, bool]]:
+    """Ranked (syllable, score, engines_agree, tesseract_read_it): our model's distribution mixed
+    with tesseract's single answer.  Our model is the better reader (95 % on held-out synthetic
+    slots against tesseract's 58 %, and 8 of 9 real slots), so tesseract's answer outweighs it only
+    when our model gives no syllable more than about 2/3 (TESS_WEIGHT, from synthetic slots)."""
+    cnn = dict(classify_syllable(img, wider))
+    tsyl = tesseract_syllable(img)
     out: dict[str, float] = {}
     for s in PLATE_SYLLABLES:
         c = cnn.get(s, 0.0)
-        t = 1.0 if s == tess else 0.0
-        out[s] = 0.55 * t + 0.45 * c if tess is not None else 0.6 * c
+        t = 1.0 if s == tsyl else 0.0
+        out[s] = TESS_WEIGHT * t + (1 - TESS_WEIGHT) * c if tsyl is not None else 0.6 * c
     ranked = sorted(out.items(), key=lambda kv: -kv[1])[:5]
     top_cnn = max(cnn.items(), key=lambda kv: kv[1])[0] if cnn else None
-    return [(s, p, tess is not None and s == tess and s == top_cnn, s == tess) for s, p in ranked if p > 0]
+    return [(s, p, tsyl is not None and s == tsyl and s == top_cnn, s == tsyl) for s, p in ranked if p > 0]
 
 
 _REGION_CHARS = "".join(dict.fromkeys("".join(REGIONS)))
@@ -220,22 +240,17 @@ def _tesseract_region(img: np.ndarray) -> list[tuple[str, float]]:
     if img.size == 0 or not tesseract_available():
         return []
     try:
-        import pytesseract
-        from PIL import Image
-
         h, w = img.shape[:2]
         stacked = h > 1.2 * w
         s = (96.0 if stacked else 64.0) / max(h, 1)
         big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
         big = cv2.copyMakeBorder(big, 12, 12, 12, 12, cv2.BORDER_REPLICATE)
-        txt = pytesseract.image_to_string(
-            Image.fromarray(np.ascontiguousarray(big[:, :, ::-1])),
-            lang="kor",
-            config=f"--psm {6 if stacked else 7} -c tessedit_char_whitelist={_REGION_CHARS}",
-            timeout=5,
-        )
+        got = tess.recognize(big, "kor", 6 if stacked else 7, _REGION_CHARS)
     except Exception:
         return []
+    if got is None:
+        return []
+    txt = got[0]
     chars = "".join(c for c in txt if c in _REGION_CHARS)
     if not chars:
         return []
@@ -253,11 +268,11 @@ def _tesseract_region(img: np.ndarray) -> list[tuple[str, float]]:
 
 def vote_region(img: np.ndarray) -> tuple[str | None, float]:
     """Region from tesseract and our model; (None, 0) when neither is convincing."""
-    tess = tesseract_region(img)
+    treg = tesseract_region(img)
     cnn = classify_region(img)
     cnn_top = cnn[0] if cnn else (None, 0.0)
-    if tess:
-        r, p = tess[0]
+    if treg:
+        r, p = treg[0]
         if cnn_top[0] == r:
             return r, min(1.0, p + 0.25)
         if p >= 0.9:

@@ -153,8 +153,10 @@ def detect(
     return out
 
 
-def crop_quad(img: np.ndarray, quad: np.ndarray, pad: float = 0.0) -> np.ndarray:
-    """Perspective-crop a quad (tl, tr, br, bl); rotate tall crops upright."""
+def crop_quad(
+    img: np.ndarray, quad: np.ndarray, pad: float = 0.0, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
+    """Perspective-crop a quad (tl, tr, br, bl)."""
     q = quad.astype(np.float32).copy()
     if pad:
         c = q.mean(axis=0)
@@ -164,13 +166,108 @@ def crop_quad(img: np.ndarray, quad: np.ndarray, pad: float = 0.0) -> np.ndarray
     w, h = max(w, 2), max(h, 2)
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
     m = cv2.getPerspectiveTransform(q, dst)
-    return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=border)
+
+
+def pad_quad(q: np.ndarray, k: float) -> np.ndarray:
+    """Widen a text quad along its baseline by k x its height on each side (faded edge digits)."""
+    q = q.astype(np.float32).copy()
+    u = q[1] - q[0]
+    n = float(np.linalg.norm(u))
+    if n < 1e-6:
+        return q
+    u /= n
+    h = float(np.linalg.norm(q[3] - q[0]))
+    d = u * h * k
+    q[0] -= d
+    q[3] -= d
+    q[1] += d
+    q[2] += d
+    return q
+
+
+def extend_quad(q: np.ndarray, left: float, right: float) -> np.ndarray:
+    """Move a quad's left / right edges outwards along its baseline by the given pixels."""
+    q = q.astype(np.float32).copy()
+    u = q[1] - q[0]
+    u /= max(float(np.linalg.norm(u)), 1e-6)
+    q[0] -= u * left
+    q[3] -= u * left
+    q[1] += u * right
+    q[2] += u * right
+    return q
+
+
+def ink_extent(img: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
+    """How far text-high ink continues beyond a text box on its row, left and right, in units of
+    the box height (0 when there is none; about 1 when it runs to the end of the search band, as a
+    textured panel does).  The detector often leaves out a seven-segment "1" (two thin segments
+    after a wide gap), a faded first digit, or a digit at the edge of the photo; a reading without
+    it is a different number.  Outside the photo counts as background."""
+    k = 1.0
+    h = float(np.linalg.norm(quad[3] - quad[0]))
+    w = float(np.linalg.norm(quad[1] - quad[0]))
+    if h < 4 or w < 4:
+        return 0.0, 0.0
+    band = crop_quad(img, pad_quad(quad, k), border=cv2.BORDER_CONSTANT)
+    if band.size == 0:
+        return 0.0, 0.0
+    inside = crop_quad(np.full(img.shape[:2], 255, np.uint8), pad_quad(quad, k), border=cv2.BORDER_CONSTANT)
+    g = band.max(axis=2) if band.ndim == 3 else band
+    known = inside > 127
+    if known.sum() < 16:
+        return 0.0, 0.0
+    thr, _ = cv2.threshold(
+        np.ascontiguousarray(g[known]).reshape(-1, 1), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU
+    )
+    m = (g > thr) & known
+    if m.sum() > 0.5 * known.sum():
+        m = ~(g > thr) & known  # the text is the minority of the band
+    bh, bw = m.shape
+    col = m.sum(axis=0) / max(bh, 1)
+    scale = bw / (w + 2 * k * h)
+    x0, x1 = int(k * h * scale), int((k * h + w) * scale)
+    if x1 - x0 < 4:
+        return 0.0, 0.0
+    ref = float(np.percentile(col[x0:x1], 90))
+    if ref <= 0.05:
+        return 0.0, 0.0
+    strong = col >= 0.55 * ref
+    max_gap = int(0.7 * h * scale)
+
+    def walk(start: int, step: int) -> int:
+        last, gap, x = start, 0, start
+        while 0 <= x < bw:
+            if strong[x]:
+                last, gap = x, 0
+            else:
+                gap += 1
+                if gap > max_gap:
+                    break
+            x += step
+        return last
+
+    right = (walk(x1, 1) - x1) / (h * scale)
+    left = (x0 - walk(x0, -1)) / (h * scale)
+    return max(0.0, left), max(0.0, right)
+
+
+# PP-OCR's own inference pads every line to at least 320 px (at height 48); short lines ("km",
+# "120") then cost as much as a whole number.
+REC_MIN_WIDTH = 320
 
 
 @dataclass
 class RecResult:
     probs: np.ndarray  # T x V softmax probabilities
     vocab: list[str]
+    width: int = 0  # the line's width in model pixels (height 48)
+    padded: int = 0  # the width the model ran on (zero padding after `width`)
+
+    @property
+    def padded_fully(self) -> bool:
+        """Read as PP-OCR reads lines (padded to its 320 px minimum)."""
+        return self.padded >= REC_MIN_WIDTH
 
     def greedy(self) -> tuple[str, list[float]]:
         idx = self.probs.argmax(axis=1)
@@ -183,7 +280,10 @@ class RecResult:
         return "".join(out), confs
 
 
-def recognize(crop_bgr: np.ndarray) -> RecResult:
+def recognize(crop_bgr: np.ndarray, min_width: int | None = None) -> RecResult:
+    """CTC probabilities of one text line.  `min_width=0` skips PP-OCR's padding to 320 px: about
+    a quarter of the cost for short lines, good enough to tell what a line is (a label, a unit, a
+    number), while lines whose digits matter are read again padded, as PP-OCR was trained."""
     sess, vocab = _rec()
     h, w = crop_bgr.shape[:2]
     th = 48
@@ -191,14 +291,14 @@ def recognize(crop_bgr: np.ndarray) -> RecResult:
     tw = max(16, min(tw, 1280))
     im = cv2.resize(crop_bgr, (tw, th), interpolation=cv2.INTER_AREA if h > th else cv2.INTER_CUBIC)
     x = (im.astype(np.float32) / 255.0 - 0.5) / 0.5
-    pad_w = max(tw, 320) if tw < 320 else tw
+    pad_w = max(tw, REC_MIN_WIDTH if min_width is None else min_width)
     buf = np.zeros((1, 3, th, pad_w), np.float32)
     buf[0, :, :, :tw] = x.transpose(2, 0, 1)
     with _LOCK:
         out = sess.run(None, {sess.get_inputs()[0].name: buf})[0][0]
     # keep only the frames that cover the image (plus one), padding frames are blanks anyway
     n = min(out.shape[0], math.ceil(tw / pad_w * out.shape[0]) + 1)
-    return RecResult(out[:n].astype(np.float32), vocab)
+    return RecResult(out[:n].astype(np.float32), vocab, tw, pad_w)
 
 
 @lru_cache(maxsize=4)

@@ -14,9 +14,10 @@ of participations:
    same instant, or of the same photo submission — whichever flow set it;
 3. the period bounds of every (rule set, programme, enrolment date, season) in use are computed
    by `prorate.period_bounds` and loaded as a temporary table;
-4. connected participations without a start (or with a superseded one nothing corrects) get the
-   rule's start reading;
-5. those whose period has settled get the rule's end reading.
+4. the work (`pr_work`): connected participations lacking a start (or with a superseded one
+   nothing corrects) or, once their period has settled, an end;
+5. the readings the rule chooses (`pr_chosen`): the start, then the end after it;
+6. one update of the participations, recorded in `period_readings`.
 
 A designation that exists is never moved (only a superseded one is). Every pointer set is
 recorded in `period_readings`. Running it again designates nothing new: it is idempotent.
@@ -85,8 +86,10 @@ with fix as materialized (
     select participation_id,
            max(old_id) filter (where stage = 'start') as old_start,
            max(new_id) filter (where stage = 'start') as new_start,
+           max(recorded_at) filter (where stage = 'start') as new_start_at,
            max(old_id) filter (where stage = 'end') as old_end,
-           max(new_id) filter (where stage = 'end') as new_end
+           max(new_id) filter (where stage = 'end') as new_end,
+           max(recorded_at) filter (where stage = 'end') as new_end_at
     from fix group by participation_id
 ), moved as (
     update participations p
@@ -96,19 +99,22 @@ with fix as materialized (
     where p.id = f.participation_id
       and (f.new_start is null or p.start_reading_id = f.old_start)
       and (f.new_end is null or p.end_reading_id = f.old_end)
-    returning p.id
+    returning p.id, f.old_start, f.new_start, f.new_start_at, f.old_end, f.new_end, f.new_end_at
 ), logged as (
     insert into period_readings (participation_id, stage, reading_id, recorded_at, reason,
                                  replaces_reading_id, as_of)
-    select f.participation_id, f.stage, f.new_id, f.recorded_at, 'correction', f.old_id, $1
-    from fix f join moved m on m.id = f.participation_id
-    returning 1
+    select m.id, v.stage, v.new_id, v.recorded_at, 'correction', v.old_id, $1
+    from moved m
+    cross join lateral (values ('start', m.new_start, m.new_start_at, m.old_start),
+                               ('end', m.new_end, m.new_end_at, m.old_end)) as v (stage, new_id, recorded_at, old_id)
+    where v.new_id is not null
+    returning participation_id, stage
 ), done as (
-    delete from pr_superseded x using fix f, moved m
-    where m.id = f.participation_id and x.participation_id = f.participation_id and x.stage = f.stage
+    delete from pr_superseded x using logged l
+    where x.participation_id = l.participation_id and x.stage = l.stage
     returning 1
 )
-select (select count(*) from logged) as corrected
+select (select count(*) from logged) as corrected, (select count(*) from done) as resolved
 """
 
 # 3. The (rule set, programme, enrolment date, season) of every participation that may need a
@@ -124,99 +130,106 @@ _BOUNDS_JOIN = """
 join pr_bounds b on b.rule_set = p.rule_set and b.program = p.program and b.enrolled_on = p.enrolled_on
                 and b.season_key = coalesce(p.season_year, 0)"""
 
-# 4. Start readings ($1: as of). The UPDATE re-checks the pointer it read: a photo decision that
-# set it meanwhile wins.
-_STARTS = f"""
-with c as (
-    select p.id, p.vehicle_id, p.start_reading_id as old_id, b.starts_at, b.ends_at
+# 4. The work: every participation that lacks a start or an end (or points at a superseded reading
+# nothing corrects) and may get one now, with what it needs ($1: as of). The start's recorded_at
+# (to place the end on a later day) is looked up only where an end is due: from its designation
+# record, or by id for a start the photo flow set.
+_WORK = f"""
+create temp table pr_work on commit drop as
+select f.*,
+       case when f.need_end and f.start_kept then coalesce(
+           (select d.recorded_at from period_readings d
+            where d.participation_id = f.id and d.stage = 'start' and d.reading_id = f.old_start
+            limit 1),
+           (select r.recorded_at from readings r
+            where r.id = f.old_start and r.vehicle_id = f.vehicle_id and r.status = 'verified'))
+       end as start_at
+from (
+    select p.id, p.vehicle_id, p.start_reading_id as old_start, p.end_reading_id as old_end,
+           b.starts_at, b.ends_at,
+           p.start_reading_id is not null and xs.participation_id is null as start_kept,
+           (p.start_reading_id is null or xs.participation_id is not null)
+           and coalesce(k.for_start, false)
+           and not exists (select 1 from photo_submissions s
+                           where s.participation_id = p.id and s.stage = 'start'
+                             and s.status in ('processing', 'in_review')) as need_start,
+           (p.end_reading_id is null or xe.participation_id is not null)
+           and b.end_designated_at <= $1
+           and coalesce(k.for_end, false)
+           and not exists (select 1 from photo_submissions s
+                           where s.participation_id = p.id and s.stage = 'end'
+                             and s.status in ('processing', 'in_review')) as need_end
     from participations p
     {_BOUNDS_JOIN}
-    left join pr_superseded x on x.participation_id = p.id and x.stage = 'start'
-    where (p.start_reading_id is null or x.reading_id = p.start_reading_id)
+    left join pr_superseded xs on xs.participation_id = p.id and xs.stage = 'start'
+    left join pr_superseded xe on xe.participation_id = p.id and xe.stage = 'end'
+    -- The car's consents, in one probe: one in force at some time within the period (start), one
+    -- in force when it ended (end).
+    left join lateral (
+        select bool_or(k.granted_at < b.ends_at and k.granted_at <= $1
+                       and (k.withdrawn_at is null
+                            or (k.withdrawn_at > k.granted_at and k.withdrawn_at > b.starts_at))) as for_start,
+               bool_or(k.granted_at < b.ends_at and (k.withdrawn_at is null or k.withdrawn_at >= b.ends_at)) as for_end
+        from vehicle_consents k where k.vehicle_id = p.vehicle_id) k on true
+    where (p.start_reading_id is null or p.end_reading_id is null
+           or xs.participation_id is not null or xe.participation_id is not null)
       and (p.status = 'active' or p.ended_on > b.last_day)
       and b.starts_at <= $1
-      and exists (select 1 from vehicle_consents k
-                  where k.vehicle_id = p.vehicle_id and k.granted_at < b.ends_at and k.granted_at <= $1
-                    and (k.withdrawn_at is null
-                         or (k.withdrawn_at > k.granted_at and k.withdrawn_at > b.starts_at)))
-      and not exists (select 1 from photo_submissions s
-                      where s.participation_id = p.id and s.stage = 'start'
-                        and s.status in ('processing', 'in_review'))
-), chosen as materialized (
-    select c.id, c.old_id, r.id as reading_id, r.recorded_at
-    from c cross join lateral (
-        select r.id, r.recorded_at from readings r
-        where r.vehicle_id = c.vehicle_id and r.status = 'verified' and r.verified_at <= $1
-          and r.recorded_at >= c.starts_at and r.recorded_at < c.ends_at
-          and r.recorded_at <= $1 + interval '1 day'
-        order by r.recorded_at limit 1) r
-), set_ as (
-    update participations p set start_reading_id = ch.reading_id
-    from chosen ch
-    where p.id = ch.id and p.start_reading_id is not distinct from ch.old_id
-    returning p.id
-), logged as (
-    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason, as_of)
-    select ch.id, 'start', ch.reading_id, ch.recorded_at, 'rule', $1
-    from chosen ch join set_ s on s.id = ch.id
-    returning 1
-)
-select count(*) from logged
+) f
+where f.need_start or f.need_end
 """
 
-# 5. End readings ($1: as of), once the period has settled. The start's recorded_at comes from
-# its designation record; a start set by the photo flow is looked up by id.
-_ENDS = f"""
-with c as (
-    select p.id, p.vehicle_id, p.start_reading_id, p.end_reading_id as old_id, b.starts_at, b.ends_at
-    from participations p
-    {_BOUNDS_JOIN}
-    left join pr_superseded x on x.participation_id = p.id and x.stage = 'end'
-    where (p.end_reading_id is null or x.reading_id = p.end_reading_id)
-      and p.start_reading_id is not null
-      and b.end_designated_at <= $1
-      and (p.status = 'active' or p.ended_on > b.last_day)
-      and not exists (select 1 from pr_superseded y
-                      where y.participation_id = p.id and y.stage = 'start' and y.reading_id = p.start_reading_id)
-      and exists (select 1 from vehicle_consents k
-                  where k.vehicle_id = p.vehicle_id and k.granted_at < b.ends_at
-                    and (k.withdrawn_at is null or k.withdrawn_at >= b.ends_at))
-      and not exists (select 1 from photo_submissions s
-                      where s.participation_id = p.id and s.stage = 'end'
-                        and s.status in ('processing', 'in_review'))
-), s as materialized (
-    select c.*, coalesce(
-               (select d.recorded_at from period_readings d
-                where d.participation_id = c.id and d.stage = 'start' and d.reading_id = c.start_reading_id
-                limit 1),
-               (select r.recorded_at from readings r
-                where r.id = c.start_reading_id and r.vehicle_id = c.vehicle_id and r.status = 'verified')
-           ) as start_at
-    from c
-), chosen as materialized (
-    select s.id, s.old_id, e.id as reading_id, e.recorded_at
-    from s cross join lateral (
-        select r.id, r.recorded_at from readings r
-        where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.verified_at <= $1
-          and r.recorded_at >= s.starts_at and r.recorded_at < s.ends_at
-          and r.recorded_at >= (((s.start_at at time zone 'Asia/Seoul')::date + 1)::timestamp
-                                at time zone 'Asia/Seoul')
-        order by r.recorded_at desc limit 1) e
-    where s.start_at is not null
-), set_ as (
-    update participations p set end_reading_id = ch.reading_id
-    from chosen ch
-    where p.id = ch.id and p.end_reading_id is not distinct from ch.old_id
-    returning p.id
-), logged as (
-    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason, as_of)
-    select ch.id, 'end', ch.reading_id, ch.recorded_at, 'rule', $1
-    from chosen ch join set_ s on s.id = ch.id
-    returning 1
-)
-select count(*) from logged
+# 5. The readings the rule chooses ($1: as of; [$2, $3): the union of the periods, constants that
+# prune the month partitions once, when the statement starts, not on every look-up): the start
+# first, then the end, placed after the start (the one just chosen, or the one kept). A gating
+# condition inside each look-up skips it where nothing is due.
+_CHOOSE = """
+create temp table pr_chosen on commit drop as
+select w.id, w.old_start, w.old_end, s.id as new_start, s.recorded_at as new_start_at,
+       e.id as new_end, e.recorded_at as new_end_at
+from pr_work w
+left join lateral (
+    select r.id, r.recorded_at from readings r
+    where w.need_start and r.vehicle_id = w.vehicle_id and r.status = 'verified' and r.verified_at <= $1
+      and r.recorded_at >= w.starts_at and r.recorded_at < w.ends_at
+      and r.recorded_at >= $2 and r.recorded_at < $3 and r.recorded_at <= $1 + interval '1 day'
+    order by r.recorded_at limit 1) s on true
+cross join lateral (select coalesce(s.recorded_at, w.start_at) as start_at) st
+left join lateral (
+    select r.id, r.recorded_at from readings r
+    where w.need_end and st.start_at is not null
+      and r.vehicle_id = w.vehicle_id and r.status = 'verified' and r.verified_at <= $1
+      and r.recorded_at >= (((st.start_at at time zone 'Asia/Seoul')::date + 1)::timestamp at time zone 'Asia/Seoul')
+      and r.recorded_at >= w.starts_at and r.recorded_at < w.ends_at
+      and r.recorded_at >= $2 and r.recorded_at < $3
+    order by r.recorded_at desc limit 1) e on true
+where s.id is not null or e.id is not null
 """
 
+# 6. One update per participation, re-checking the pointers it read (a photo decision that set one
+# meanwhile wins; the next designation looks again), and the record of every pointer set.
+_DESIGNATE = """
+with set_ as (
+    update participations p
+    set start_reading_id = coalesce(c.new_start, p.start_reading_id),
+        end_reading_id = coalesce(c.new_end, p.end_reading_id)
+    from pr_chosen c
+    where p.id = c.id
+      and p.start_reading_id is not distinct from c.old_start
+      and p.end_reading_id is not distinct from c.old_end
+    returning p.id, c.new_start, c.new_start_at, c.new_end, c.new_end_at
+), logged as (
+    insert into period_readings (participation_id, stage, reading_id, recorded_at, reason, as_of)
+    select s.id, v.stage, v.reading_id, v.recorded_at, 'rule', $1
+    from set_ s
+    cross join lateral (values ('start', s.new_start, s.new_start_at),
+                               ('end', s.new_end, s.new_end_at)) as v (stage, reading_id, recorded_at)
+    where v.reading_id is not null
+    returning stage
+)
+select count(*) filter (where stage = 'start') as starts, count(*) filter (where stage = 'end') as ends
+from logged
+"""
 
 _UNBOUNDED = """
 select count(*) from participations p
@@ -292,12 +305,19 @@ async def designate_periods(
     rows, unbounded_keys = _bounds_rows(keys, sets if sets is not None else all_rule_sets())
     await conn.copy_records_to_table("pr_bounds", records=rows)
     await conn.execute("analyze pr_bounds; analyze pr_superseded")
-    starts = int(await conn.fetchval(_STARTS, at))
-    ends = int(await conn.fetchval(_ENDS, at))
+    await conn.execute(_WORK, at)
+    await conn.execute("analyze pr_work")
+    window = await conn.fetchrow("select min(starts_at) as lo, max(ends_at) as hi from pr_work")
+    assert window is not None
+    await conn.execute(_CHOOSE, at, window["lo"], window["hi"])
+    await conn.execute("analyze pr_chosen")
+    row = await conn.fetchrow(_DESIGNATE, at)
+    assert row is not None
+    starts, ends = int(row["starts"]), int(row["ends"])
     unbounded = 0
     if unbounded_keys:
         unbounded = int(await conn.fetchval(_UNBOUNDED))
-    await conn.execute("drop table pr_superseded; drop table pr_bounds")
+    await conn.execute("drop table pr_superseded, pr_bounds, pr_work, pr_chosen")
     return Designation(as_of=at, starts=starts, ends=ends, corrections=corrected, unbounded=unbounded)
 
 

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from prorate.calendar import seoul_date
 from storage.db import Conn
 from storage.readings import NewReading, Source, check_reasons, store_verified_reading
+from telematics.checks import DEFAULT_LIMITS, Limits
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,12 @@ async def reading_date(conn: Conn, reading_id: int) -> date | None:
     return seoul_date(recorded_at) if recorded_at is not None else None
 
 
-async def check_reasons_for(conn: Conn, vehicle_id: int, odometer_m: int, recorded_at: datetime) -> list[str]:
+async def check_reasons_for(
+    conn: Conn, vehicle_id: int, odometer_m: int, recorded_at: datetime, limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
     """What the telematics order-free checks say about a reading against the car's verified
     readings (a preview: `store_photo_reading` checks again under the vehicle's lock)."""
-    return list(await check_reasons(conn, vehicle_id, odometer_m, recorded_at))
+    return list(await check_reasons(conn, vehicle_id, odometer_m, recorded_at, limits=limits))
 
 
 async def store_photo_reading(
@@ -50,6 +53,7 @@ async def store_photo_reading(
     stage: str | None,
     participation_id: int | None,
     ignore: Collection[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> StoredReading:
     """Store a verified reading in the caller's transaction and link it to its participation.
 
@@ -68,6 +72,7 @@ async def store_photo_reading(
         ),
         quarantine=False,
         ignore=ignore,
+        limits=limits,
     )
     if stored.reading_id is None:
         return StoredReading(reading_id=None, reasons=stored.reasons)

@@ -6,11 +6,12 @@ Two entry points, both correct under any number of concurrent writers:
   telematics reading). Takes the vehicle's lock, finds its neighbours by `recorded_at`, runs the
   order-free checks of `telematics.checks`, then inserts it — or quarantines it, opening a
   rollback dispute on a decrease.
-- `store_batch(conn, items)`: the telematics fast path for up to a few thousand readings. COPY
-  into a staging table, one set-based query for vehicles, consents, seen events, exact duplicates
-  and the nearest verified neighbours of every reading, the checks in Python (readings of the same
-  vehicle inside the batch are neighbours of each other too), then one INSERT … ON CONFLICT per
-  table from staged decisions.
+- `store_batch(conn, items)`: the telematics fast path for up to a few thousand readings. The
+  cars by VIN and their locks; COPY into a staging table; one set-based query for every reading's
+  consent, seen event and nearest verified neighbours (index probes within a window of month
+  partitions); the checks in Python (readings of the same car inside the batch are neighbours of
+  each other too); then one statement of INSERT … ON CONFLICT for readings, quarantine and
+  provider events, from the staging table joined with the decisions.
 
 Correctness per vehicle comes from PostgreSQL, never from message order: every writer of
 `readings` takes `pg_advisory_xact_lock(LOCK_NAMESPACE, vehicle_id)` (in ascending vehicle order,
@@ -350,7 +351,7 @@ class _LostRace(Exception):
 # their indexes, which invalidates every cached plan that reads them, and planning the look-up
 # over 146 month partitions anew costs more than running it. Each batch deletes its own rows
 # before committing; dead rows of a temp table are pruned at once (no other session sees them),
-# and an occasional TRUNCATE between batches keeps the indexes small.
+# and an occasional TRUNCATE between batches keeps its index small.
 _STAGING = """
 do $$ begin
   if to_regclass('pg_temp.ingest_staging') is null then
@@ -358,21 +359,17 @@ do $$ begin
         idx int4 primary key, provider_id int8 not null, event_id text not null, vin text not null,
         vehicle_id int8, odometer_m int8 not null, recorded_at timestamptz not null,
         received_at timestamptz not null, original_value numeric, original_unit text);
-    create temp table ingest_decisions (
-        idx int4 primary key, kind text not null, vehicle_id int8, reading_id int8,
-        quarantine_id int8, reasons text[], review_status text);
   end if;
 end $$"""
-_CLEAR_STAGING = "with staged as (delete from ingest_staging) delete from ingest_decisions"
-_TRUNCATE_STAGING = "truncate ingest_staging, ingest_decisions"
-#: About one batch in this many truncates its connection's staging tables first.
+_CLEAR_STAGING = "delete from ingest_staging"
+_TRUNCATE_STAGING = "truncate ingest_staging"
+#: About one batch in this many truncates its connection's staging table first.
 TRUNCATE_EVERY = 500
 
 _STAGING_COLUMNS = (
     "idx", "provider_id", "event_id", "vin", "vehicle_id", "odometer_m", "recorded_at", "received_at",
     "original_value", "original_unit",
 )
-_DECISION_COLUMNS = ("idx", "kind", "vehicle_id", "reading_id", "quarantine_id", "reasons", "review_status")
 
 # For this transaction: every look-up is a probe of an index per staged reading, whatever the
 # statistics said when the statement was first planned (tables that were empty then are large
@@ -460,27 +457,34 @@ select array(select nextval('readings_id_seq') from generate_series(1, $1::int4)
        array(select nextval(pg_get_serial_sequence('quarantined_readings', 'id'))
              from generate_series(1, $2::int4)) as quarantine"""
 
-# kind: 'v' verified, 'q' quarantined, 'c' content duplicate under a new event id.
+# kind: 'v' verified, 'q' quarantined, 'c' content duplicate under a new event id; reasons are
+# comma-separated reason codes. Readings are inserted without ON CONFLICT: under the cars' locks,
+# and after the look-up, an identical reading can only be a superseded one or the work of a writer
+# that skipped the locks; the unique violation then starts the batch over with the thorough
+# look-up, which finds it. Provider events use ON CONFLICT: two workers may be given the same
+# event, and the count of rows written tells the loser to start over.
 _WRITE = """
 with d as (
     select s.provider_id, s.event_id, s.vin, s.odometer_m, s.recorded_at, s.received_at,
            s.original_value, s.original_unit,
            x.kind, x.vehicle_id, x.reading_id, x.quarantine_id, x.reasons, x.review_status
-    from ingest_staging s join ingest_decisions x using (idx)),
+    from ingest_staging s
+    join unnest($1::int4[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[])
+         as x(idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status) using (idx)),
 ins_r as (
     insert into readings (id, vehicle_id, odometer_m, recorded_at, received_at, source, provider_id,
                           provider_event_id, original_value, original_unit)
     select reading_id, vehicle_id, odometer_m, recorded_at, received_at, 'telematics', provider_id,
            event_id, original_value, original_unit
     from d where kind = 'v'
-    on conflict (vehicle_id, recorded_at, odometer_m) do nothing
     returning 1),
 ins_q as (
     insert into quarantined_readings (id, source, provider_id, provider_event_id, vehicle_id, vin,
                                       odometer_m, recorded_at, received_at, original_value,
                                       original_unit, reasons, review_status)
     select quarantine_id, 'telematics', provider_id, event_id, vehicle_id, vin, odometer_m,
-           recorded_at, received_at, original_value, original_unit, reasons, review_status
+           recorded_at, received_at, original_value, original_unit, string_to_array(reasons, ','),
+           review_status
     from d where kind = 'q'
     returning 1),
 ins_e as (
@@ -724,10 +728,17 @@ async def _store_batch_once(
             o = outcomes[d[0]]
             assert o is not None
             o.reading_id, o.quarantine_id = d[3], d[4]
-        await conn.copy_records_to_table(
-            "ingest_decisions", records=[tuple(d) for d in decisions], columns=_DECISION_COLUMNS
+        # The decisions go with the statement that writes them (arrays, one per column).
+        written = await conn.fetchrow(
+            _WRITE,
+            [d[0] for d in decisions],
+            [d[1] for d in decisions],
+            [d[2] for d in decisions],
+            [d[3] for d in decisions],
+            [d[4] for d in decisions],
+            [",".join(d[5]) if d[5] else None for d in decisions],
+            [d[6] for d in decisions],
         )
-        written = await conn.fetchrow(_WRITE)
         if (
             written is None
             or written["readings"] != n_verified

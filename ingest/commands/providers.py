@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ import asyncpg
 
 from ingest import broker
 from ingest.settings import Settings, load_settings
+from storage.audit import write_audit
 from storage.db import create_pool
 from storage.providers import (
     ProviderExists,
@@ -204,20 +206,41 @@ def run_consent(args: argparse.Namespace) -> int:
         except ProviderNotFound:
             raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
         vins = [v.strip().upper() for v in args.vins]
-        if args.withdraw:
-            w = await withdraw_consents(conn, pid, vins)
-            return (
-                f"withdrawn for {len(w.withdrawn_vehicle_ids)} cars; {w.deleted_quarantined} unverified "
-                f"readings deleted; unknown VINs: {', '.join(w.unknown_vins) or 'none'}"
+        actor = f"cli:{getpass.getuser()}"
+        async with conn.transaction():
+            if args.withdraw:
+                w = await withdraw_consents(conn, pid, vins)
+                for vehicle_id in w.withdrawn_vehicle_ids:
+                    await _audit(conn, actor, "consent.withdraw", vehicle_id, args.name)
+                return (
+                    f"withdrawn for {len(w.withdrawn_vehicle_ids)} cars; {w.deleted_quarantined} unverified "
+                    f"readings deleted; unknown VINs: {', '.join(w.unknown_vins) or 'none'}"
+                )
+            rows = await conn.fetch(
+                "select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins
             )
-        rows = await conn.fetch("select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins)
-        for r in rows:
-            await grant_consent(conn, pid, r["id"])
+            for r in rows:
+                await grant_consent(conn, pid, r["id"])
+                await _audit(conn, actor, "consent.grant", r["id"], args.name)
         unknown = sorted(set(vins) - {r["vin"] for r in rows})
         return f"consent recorded for {len(rows)} cars; unknown VINs: {', '.join(unknown) or 'none'}"
 
     print(_run(go))
     return 0
+
+
+async def _audit(conn: asyncpg.Connection, actor: str, action: str, vehicle_id: int, provider: str) -> None:
+    await write_audit(
+        conn,
+        actor_role="operator",
+        actor_id=actor,
+        action=action,
+        entity="vehicle",
+        entity_id=str(vehicle_id),
+        before=None,
+        after={"provider": provider},
+        request_id=None,
+    )
 
 
 def run_sync(args: argparse.Namespace) -> int:

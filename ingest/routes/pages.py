@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from ingest.api import ApiError
 from ingest.auth import Principal
+from ingest.ingestion import limits_from
 from ingest.pages.messages import Lang, reason_text, status_text, ui_text
 from ingest.review_actions import (
     claim_dispute,
@@ -665,6 +666,7 @@ async def dispute_resolve(request: web.Request) -> web.StreamResponse:
                 reason=reason if action == "reject" else None,
                 note=note,
                 request_id=request.get(REQUEST_ID),
+                limits=limits_from(request.app[SETTINGS]),
             )
     except ApiError as e:
         detail = "; ".join(r.message for r in e.reasons)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.api import ApiError, respond
 from ingest.auth import Principal
+from ingest.ingestion import limits_from
 from ingest.pages.messages import reason_text
 from ingest.review_actions import (
     claim_dispute,
@@ -350,6 +351,7 @@ async def resolve_op(request: web.Request, principal: Principal, body: ResolveIn
             reason=body.reason,
             note=body.note,
             request_id=request.get(REQUEST_ID),
+            limits=limits_from(request.app[SETTINGS]),
         )
     d = await get_dispute(request.app[POOL], path_int(request))
     assert d is not None

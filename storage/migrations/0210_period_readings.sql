@@ -22,7 +22,8 @@ create table period_readings (
     designated_at       timestamptz not null default now(),
     check ((reason = 'correction') = (replaces_reading_id is not null))
 );
-create index period_readings_participation on period_readings (participation_id, stage, reading_id);
+-- The start's recorded_at, when its end is designated.
+create index period_readings_start on period_readings (participation_id, reading_id) where stage = 'start';
 
 create function period_readings_is_append_only() returns trigger
 language plpgsql as $$

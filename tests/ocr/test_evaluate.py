@@ -59,6 +59,8 @@ def test_evaluate_cli_on_synthetic_manifest(gen, tmp_path: Path) -> None:  # typ
         "claim_false_accept",
         "median_ms",
         "p95_ms",
+        "median_cpu_ms",
+        "claim_median_cpu_ms",
     ):
         assert k in last["odometer"] and k in last["plate"]
     assert last["odometer"]["n"] == 2 and last["plate"]["n"] == 1

@@ -16,6 +16,8 @@ def test_real_photos_yardstick(real_dir) -> None:  # type: ignore[no-untyped-def
     assert plate["auto_precision"] in (None, 1.0)
     assert odo["claim_false_accept"] == 0.0
     assert plate["claim_false_accept"] in (None, 0.0)
-    # regression floors (see docs/ocr.md for the measured figures)
-    assert odo["exact"] >= 0.8
-    assert odo["claim_true_accept"] >= 0.7
+    # regression floors, a little under the measured figures (see docs/ocr.md)
+    assert odo["exact"] >= 0.85
+    assert odo["claim_true_accept"] >= 0.85
+    assert plate["exact"] >= 0.7
+    assert plate["claim_true_accept"] >= 0.7

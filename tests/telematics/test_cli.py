@@ -114,3 +114,20 @@ def test_broker_start_renders_and_runs_the_project_broker(tmp_path: Path, databa
     finally:
         cli(database_url, directory, "broker", "stop")
     assert not broker.answering("127.0.0.1", port)
+
+
+async def test_providers_consent_records_and_withdraws(database_url: str, tmp_path: Path, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        p = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1)
+    out = cli(database_url, tmp_path, "providers", "consent", p.name, car.vin.lower(), "KMHZZ00ZZZZ999997")
+    assert out.returncode == 0 and "recorded for 1 cars; unknown VINs: KMHZZ00ZZZZ999997" in out.stdout
+    state = "select withdrawn_at is null from vehicle_consents where provider_id = $1 and vehicle_id = $2"
+    assert await pool.fetchval(state, p.id, car.id) is True
+    out = cli(database_url, tmp_path, "providers", "consent", p.name, car.vin, "--withdraw")
+    assert out.returncode == 0 and "withdrawn for 1 cars" in out.stdout
+    assert await pool.fetchval(state, p.id, car.id) is False
+    actions = await pool.fetch(
+        "select action from audit_log where entity = 'vehicle' and entity_id = $1 order by id", str(car.id)
+    )
+    assert [a["action"] for a in actions] == ["consent.grant", "consent.withdraw"]

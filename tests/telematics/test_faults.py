@@ -5,6 +5,7 @@ restarted mid-stream, PostgreSQL stopped for 5 s mid-stream; and two services sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -128,6 +129,16 @@ async def stored_exactly_once(pool: asyncpg.Pool, provider: Provider, total: int
     return counts
 
 
+@contextlib.contextmanager
+def logs_on_failure(*services: LiveService) -> Iterator[None]:
+    """On a failed assertion, show what the services logged."""
+    try:
+        yield
+    except AssertionError as e:
+        tails = "\n".join(f"--- {s.url}\n{s.logs()[-4000:]}" for s in services)
+        raise AssertionError(f"{e}\n{tails}") from e
+
+
 def ready(service: LiveService) -> dict[str, Any]:
     for _ in range(100):
         try:
@@ -169,7 +180,8 @@ async def test_service_killed_mid_stream_and_restarted(
     await asyncio.sleep(1)
     service.start()
     stream.join()
-    counts = await stored_exactly_once(pool, provider)
+    with logs_on_failure(service):
+        counts = await stored_exactly_once(pool, provider)
     assert ready(service)["status"] == "ready"
     print("duplicates after SIGKILL:", counts["duplicates"])
 
@@ -185,8 +197,8 @@ async def test_broker_restarted_mid_stream(
     project_broker.restart(down_s=1)  # SIGTERM: sessions and queued messages are saved to disk
     stream.join()
     print("republished after 'no matching subscribers':", stream.republished)
-    await stored_exactly_once(pool, provider)
-    print("republished after 'no matching subscribers':", stream.republished)
+    with logs_on_failure(service):
+        await stored_exactly_once(pool, provider)
     for _ in range(100):
         if ready(service)["checks"].get("mqtt") == "subscribed":
             break
@@ -206,7 +218,8 @@ async def test_two_services_split_the_load_and_store_each_reading_once(
         ready(s)
     stream = Stream(project_broker, provider, cars, total=20_000).start()
     stream.join()
-    await stored_exactly_once(pool, provider, total=20_000)
+    with logs_on_failure(*services):
+        await stored_exactly_once(pool, provider, total=20_000)
     shares = []
     for s in services:
         text = await asyncio.to_thread(lambda s=s: urllib.request.urlopen(s.url + "/metrics", timeout=5).read().decode())
@@ -288,7 +301,8 @@ async def test_postgresql_stopped_for_5_s_mid_stream(
         start_pg()
         stream.join()
         await pool.expire_connections()
-        await stored_exactly_once(pool, provider)
+        with logs_on_failure(service):
+            await stored_exactly_once(pool, provider)
         for _ in range(100):
             if ready(service)["status"] == "ready":
                 break

@@ -35,9 +35,7 @@ def consumer(database_url: str, tmp_path: Path, broker: ProjectBroker, client_id
         mqtt_client_id=client_id or f"test-worker-{uuid.uuid4().hex[:6]}",
         **kw,
     )
-    from storage.db import create_pool  # noqa: F401  (the session pool is passed in by the tests)
-
-    return MqttConsumer(settings, None)  # type: ignore[arg-type]
+    return MqttConsumer(settings, None)  # type: ignore[arg-type]  # the pool is given by started()
 
 
 async def started(c: MqttConsumer, pool: asyncpg.Pool) -> MqttConsumer:
@@ -216,3 +214,40 @@ async def test_a_worker_removed_for_good_leaves_its_share_to_the_others(
     finally:
         publisher.loop_stop()
         await staying.stop()
+
+
+async def test_a_message_the_database_refuses_is_kept_raw_and_the_rest_flows(
+    pool: asyncpg.Pool,
+    database_url: str,
+    tmp_path: Path,
+    project_broker: ProjectBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch failing for a reason other than the database being away is split per message;
+    the message that still fails is quarantined raw (`storage_rejected`) and acknowledged."""
+    import ingest.mqtt_consumer as consumer_module
+    from storage.readings import store_batch as real_store_batch
+
+    async def refusing(conn: object, items: list, **kw: object) -> object:  # type: ignore[type-arg]
+        if any(i.reading is not None and i.reading.event_id == "poison" for i in items):
+            raise asyncpg.exceptions.DataError("refused for the test")
+        return await real_store_batch(conn, items, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consumer_module, "store_batch", refusing)
+    async with pool.acquire() as conn:
+        p = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1, [p])
+    project_broker.allow(p)
+    c = await started(consumer(database_url, tmp_path, project_broker, ingest_batch_ms=500), pool)
+    publisher = project_broker.client(p)
+    try:
+        good = [json.dumps(reading(car, 100 + k, recent(10 - k))).encode() for k in range(5)]
+        poison = json.dumps(reading(car, 50, recent(20), event_id="poison")).encode()
+        publish_all(publisher, p.topic, [*good[:2], poison, *good[2:]])
+        counts = await wait_for_counts(pool, p.id, 6)
+        assert (counts["accepted"], counts["quarantined"]) == (5, 1)
+        row = await pool.fetchrow("select reasons, raw from quarantined_readings where provider_id = $1", p.id)
+        assert row["reasons"] == ["storage_rejected"] and '"poison"' in row["raw"]
+    finally:
+        publisher.loop_stop()
+        await c.stop()

@@ -222,3 +222,17 @@ async def test_store_verified_reading_for_photos_and_reviewers(pool: asyncpg.Poo
     assert low.reading_id is None and low.reasons == ("odometer_decreased",) and low.quarantine_id is None
     assert overruled.reading_id is not None
     assert tele.quarantine_id is not None and tele.reasons == ("odometer_decreased",) and tele.dispute_id
+
+
+async def test_an_identical_superseded_reading_is_a_duplicate(pool: asyncpg.Pool) -> None:
+    """The unique key covers superseded readings too: the batch starts over with the thorough
+    look-up and counts the resend as a duplicate."""
+    async with pool.acquire() as conn:
+        p = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1, [p])
+        first = await store_batch(conn, items(p.id, [odo(car, 500, NOW - timedelta(hours=3))]))
+        await conn.execute("update readings set status = 'superseded' where id = $1", first.items[0].reading_id)
+        again = await store_batch(conn, items(p.id, [odo(car, 500, NOW - timedelta(hours=3), event_id="resent")]))
+    assert again.items[0].status == "duplicate"
+    assert again.items[0].reading_id == first.items[0].reading_id
+    assert again.retries == 1
