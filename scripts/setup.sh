@@ -6,7 +6,7 @@
 #   3. PostgreSQL and Mosquitto: used where they answer at the configured addresses, otherwise a
 #      project-local cluster / broker under .var/ is started (an instance that already runs is
 #      never touched);
-#   4. the database and its migrations.
+#   4. for the service (not --test): the database, its migrations and the providers' broker.
 # Usage: scripts/setup.sh [--test]
 set -euo pipefail
 
@@ -150,7 +150,10 @@ else
     exit 1
 fi
 
-# -- 4. database and migrations ----------------------------------------------------------------
-.venv/bin/carmileage migrate >&2
-scripts/start-mosquitto.sh >&2  # the project's broker for providers (auth + ACL), docs/providers.md
+# -- 4. database, migrations and the providers' broker (for the service, not for the tests: each
+#       test run makes databases and brokers of its own) -----------------------------------------
+if (( ! TEST )); then
+    .venv/bin/carmileage migrate >&2
+    scripts/start-mosquitto.sh >&2  # the project's broker for providers (auth + ACL), docs/providers.md
+fi
 say "ready"
