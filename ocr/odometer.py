@@ -556,12 +556,16 @@ def _claim(res: OdometerRead, claim: str | None, lines: list[Line], ranked: list
         if res.value_km is not None:
             res.reasons.append("claim_mismatch")
         return
-    m_pp = claim_margins(ln.pp_digits, claim, alpha)
+    # when the blind reading chose exactly the claimed digits on this line, it has already set
+    # apart what the engines read around them (an ODO label read as "000", a "km" read as "1");
+    # otherwise only characters beyond a wide gap are set aside
+    chosen = claim == best.digits
+    m_pp = claim_margins(ln.pp_digits, claim, alpha, segmented=chosen)
     # our model often reads a "km" or the display's edge as one more character: set that aside
     # only when PP-OCR reads exactly the claim, and only for 6+ digit claims (a 5-digit claim
     # plus a stray digit could be a truncated 6-digit reading)
     pp_exact = ctc.greedy(ln.pp_digits, alpha).text.strip(".") == claim
-    m_own = claim_margins(ln.own, claim, alpha, stray_ok=pp_exact and len(claim) >= 6)
+    m_own = claim_margins(ln.own, claim, alpha, stray_ok=pp_exact and len(claim) >= 6, segmented=chosen)
     if m_pp is None:
         res.claim_score = 0.0
         return
@@ -575,7 +579,7 @@ def _claim(res: OdometerRead, claim: str | None, lines: list[Line], ranked: list
 
 
 # log-likelihood-ratio margins for confirming a claim (see _claim and scripts/train_claim_margins.py)
-CLAIM_PP_MARGIN = 1.0
+CLAIM_PP_MARGIN = 0.5
 CLAIM_OWN_WEIGHT = 0.5
 CLAIM_MARGIN = 2.0
 
@@ -602,14 +606,21 @@ def _flanked(p: np.ndarray, label: str, alpha: str) -> tuple[str, str]:
     return pre, post
 
 
-def claim_margins(p: np.ndarray | None, claim: str, alpha: str, stray_ok: bool = False) -> float | None:
+def claim_margins(
+    p: np.ndarray | None, claim: str, alpha: str, stray_ok: bool = False, segmented: bool = False
+) -> float | None:
     """log P(claim) minus the best log P of any one-edit neighbour of the claim (one digit changed,
     added or dropped) under one engine's CTC output for the line: > 0 when the engine prefers the
     claim to every value a mistyped or misread digit would give.  With `stray_ok`, one character
-    the engine reads right beside the claim at either end is set aside (a "km" read as 1)."""
+    the engine reads right beside the claim at either end is set aside (a "km" read as 1); with
+    `segmented`, everything the engine reads around the claimed digits is."""
     if p is None or not claim:
         return None
     pre, post = _flanked(p, claim, alpha)
+    if segmented and not pre and not post:
+        d = ctc.greedy(p, alpha).text.replace(".", "")
+        if claim in d:
+            pre, post = d.split(claim, 1)
     if stray_ok and not pre and not post:
         d = ctc.greedy(p, alpha).text.strip(".")
         if len(d) == len(claim) + 1 and d[1:] == claim:

@@ -32,6 +32,7 @@ from prorate.districts import district_tables
 from prorate.rounds import Round
 from prorate.rules import RuleSet, all_rule_sets
 from prorate.season import season_starting
+from storage.db import Conn
 from storage.period_readings import Designation, designate_periods
 
 #: Serialises rounds: two operators running one at once would otherwise write the same versions.
@@ -77,7 +78,7 @@ def _rule_rows(sets: tuple[RuleSet, ...]) -> tuple[list[tuple[Any, ...]], list[t
     return rules, districts
 
 
-async def load_rule_tables(conn: asyncpg.Connection, sets: tuple[RuleSet, ...] | None = None) -> None:
+async def load_rule_tables(conn: Conn, sets: tuple[RuleSet, ...] | None = None) -> None:
     """The rule sets as temporary tables for the round's SQL (dropped at commit).
 
     Season dates come from `prorate.season` for every (rule set, season year) in use, so the
@@ -362,7 +363,7 @@ def problem_message(code: str) -> str:
     return _PROBLEM_TEXT.get(code, code)
 
 
-async def stage_round(conn: asyncpg.Connection, rnd: Round, sets: tuple[RuleSet, ...] | None = None) -> StagedRound:
+async def stage_round(conn: Conn, rnd: Round, sets: tuple[RuleSet, ...] | None = None) -> StagedRound:
     """Stage a round's candidates in temporary tables; must run inside a transaction."""
     await conn.execute("select pg_advisory_xact_lock($1)", _ROUND_LOCK_KEY)
     # JIT compiles the per-partition expressions of the big staging join (hundreds of functions,
@@ -406,7 +407,7 @@ async def stage_round(conn: asyncpg.Connection, rnd: Round, sets: tuple[RuleSet,
     )
 
 
-async def write_chunk(conn: asyncpg.Connection, rnd: Round, first_id: int, last_id: int) -> int:
+async def write_chunk(conn: Conn, rnd: Round, first_id: int, last_id: int) -> int:
     """Write the staged participations with ids in [first_id, last_id]: results, outbox rows and
     superseded marks; returns how many results were written."""
     status = await conn.execute(_WRITE_RESULTS, first_id, last_id, rnd.name)
@@ -414,7 +415,7 @@ async def write_chunk(conn: asyncpg.Connection, rnd: Round, first_id: int, last_
     return int(status.split()[-1])
 
 
-async def record_run(conn: asyncpg.Connection, staged: StagedRound, started_at: datetime, operator: str | None) -> int:
+async def record_run(conn: Conn, staged: StagedRound, started_at: datetime, operator: str | None) -> int:
     """The run and its problems, in the same transaction as the results."""
     run_id: int = await conn.fetchval(
         """insert into evaluation_runs (round, cutoff, started_at, finished_at, candidates, new_results,
@@ -440,7 +441,7 @@ async def record_run(conn: asyncpg.Connection, staged: StagedRound, started_at: 
     return run_id
 
 
-async def current_results(conn: asyncpg.Connection | asyncpg.Pool, participation_id: int) -> list[asyncpg.Record]:
+async def current_results(conn: Conn | asyncpg.Pool, participation_id: int) -> list[asyncpg.Record]:
     """Every version of a participation's result, newest first."""
     return await conn.fetch(
         "select * from period_results where participation_id = $1 order by version desc", participation_id
@@ -452,7 +453,7 @@ class _DryRun(Exception):
 
 
 async def evaluate_round(
-    conn: asyncpg.Connection,
+    conn: Conn,
     rnd: Round,
     *,
     dry_run: bool = False,

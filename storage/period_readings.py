@@ -30,6 +30,7 @@ checks refuse two values at one instant), so no tie-breaker makes it read on.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,7 @@ import asyncpg
 from prorate.errors import ProrateError
 from prorate.period_bounds import period_bounds
 from prorate.rules import RuleSet, all_rule_sets
+from storage.db import Conn
 
 #: Serialises designations (a round takes it too, after its own lock).
 DESIGNATION_LOCK_KEY = 0x63_6D_70_64  # "cmpd"
@@ -253,6 +255,8 @@ class Designation:
     #: Active participations lacking a reading whose period cannot be bounded (an unknown rule
     #: set, a season the rules lack): nothing can be designated for them.
     unbounded: int
+    #: How long it took (operators watch it: it is part of every round).
+    seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -261,6 +265,7 @@ class Designation:
             "ends": self.ends,
             "corrections": self.corrections,
             "unbounded": self.unbounded,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -288,7 +293,7 @@ def _bounds_rows(
 
 
 async def designate_periods(
-    conn: asyncpg.Connection, *, as_of: datetime | None = None, sets: tuple[RuleSet, ...] | None = None
+    conn: Conn, *, as_of: datetime | None = None, sets: tuple[RuleSet, ...] | None = None
 ) -> Designation:
     """Designate start and end readings; must run inside the caller's transaction.
 
@@ -296,6 +301,7 @@ async def designate_periods(
     verified by then count, and only periods settled by then get an end.
     """
     await conn.execute("select pg_advisory_xact_lock($1)", DESIGNATION_LOCK_KEY)
+    started = time.perf_counter()
     await conn.execute("set local jit = off")
     at: datetime = as_of if as_of is not None else await conn.fetchval("select now()")
     await conn.execute(_TABLES)
@@ -318,7 +324,14 @@ async def designate_periods(
     if unbounded_keys:
         unbounded = int(await conn.fetchval(_UNBOUNDED))
     await conn.execute("drop table pr_superseded, pr_bounds, pr_work, pr_chosen")
-    return Designation(as_of=at, starts=starts, ends=ends, corrections=corrected, unbounded=unbounded)
+    return Designation(
+        as_of=at,
+        starts=starts,
+        ends=ends,
+        corrections=corrected,
+        unbounded=unbounded,
+        seconds=time.perf_counter() - started,
+    )
 
 
 class _DryRun(Exception):
@@ -326,7 +339,7 @@ class _DryRun(Exception):
 
 
 async def designate(
-    conn: asyncpg.Connection, *, dry_run: bool = False, as_of: datetime | None = None
+    conn: Conn, *, dry_run: bool = False, as_of: datetime | None = None
 ) -> Designation:
     """`designate_periods` in a transaction of its own; a dry run rolls it back (writes nothing)."""
     result: Designation | None = None
@@ -355,7 +368,7 @@ class PeriodFacts:
     history: list[asyncpg.Record]
 
 
-async def period_facts(conn: asyncpg.Connection, participation_id: int) -> PeriodFacts | None:
+async def period_facts(conn: Conn, participation_id: int) -> PeriodFacts | None:
     p = await conn.fetchrow("select * from participations where id = $1", participation_id)
     if p is None:
         return None

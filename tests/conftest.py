@@ -198,6 +198,7 @@ class LiveService:
     def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
         self.env = {
             **os.environ,
             "CARMILEAGE_DATABASE_URL": database_url,
@@ -261,12 +262,15 @@ def live_service_factory(tmp_path: Path) -> Iterator[Callable[..., LiveService]]
 
 
 @pytest.fixture(scope="session")
-def live_service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """One service process for the session, on the session database."""
-    svc = LiveService(database_url, tmp_path_factory.mktemp("live") / "data")
+def live_service(template_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """One service process for the session, on a database of its own: its background workers
+    (OCR, outbox) must not take jobs that in-process tests created in the session database."""
+    url = clone_database(template_database_url, "live")
+    svc = LiveService(url, tmp_path_factory.mktemp("live") / "data")
     svc.start()
     yield svc
     svc.kill()
+    asyncio.run(drop_database(url))
 
 
 def cli_token(database_url: str, role: str, subject: str) -> str:

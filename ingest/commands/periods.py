@@ -54,7 +54,7 @@ def designation_line(d: Designation, dry_run: bool) -> str:
     verb = "would designate" if dry_run else "designated"
     line = (
         f"{verb} {d.starts} start and {d.ends} end readings of connected cars "
-        f"({d.corrections} moved to a correction) as of {d.as_of.isoformat()}"
+        f"({d.corrections} moved to a correction) as of {d.as_of.isoformat()} in {d.seconds:.1f} s"
     )
     if d.unbounded:
         line += f"; {d.unbounded} participations have no period under their rule set"

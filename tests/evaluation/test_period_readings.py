@@ -34,9 +34,12 @@ async def designate_as_of(conn: asyncpg.Connection, at: datetime) -> Designation
         return await designate_periods(conn, as_of=at)
 
 
-async def connected_car(conn: asyncpg.Connection, **kw: object) -> Car:
+async def connected_car(
+    conn: asyncpg.Connection, granted_at: datetime | None = None, withdrawn_at: datetime | None = None
+) -> Car:
+    """A car whose provider streams its readings (consent granted in 2020 unless told)."""
     car = await make_car(conn, first_registration=date(2018, 3, 1))
-    await connect_car(conn, car, **kw)  # type: ignore[arg-type]
+    await connect_car(conn, car, granted_at=granted_at, withdrawn_at=withdrawn_at)
     return car
 
 
@@ -258,7 +261,7 @@ async def test_photo_participations_are_left_to_the_photo_flow(conn: asyncpg.Con
 
 
 async def test_consent_decides_who_is_connected(conn: asyncpg.Connection) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, datetime], bool, bool]] = {
         # withdrawn mid-period: the start is designated, the end is left to an end photo
         "withdrawn_mid_period": (dict(withdrawn_at=utc(2022, 9, 1)), True, False),
         # withdrawn after the period ended: both

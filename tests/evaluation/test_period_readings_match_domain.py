@@ -92,7 +92,7 @@ async def make_case(conn: asyncpg.Connection, rng: random.Random) -> dict[str, A
 async def test_sql_and_reference_agree_over_two_designations(conn: asyncpg.Connection) -> None:
     rng = random.Random(20230501)
     cases = [await make_case(conn, rng) for _ in range(80)]
-    expected = {c["pid"]: (None, None) for c in cases}
+    expected: dict[int, tuple[int | None, int | None]] = {c["pid"]: (None, None) for c in cases}
     for at in (seoul(date(2023, 2, 10)), seoul(date(2023, 4, 5)), seoul(date(2024, 1, 1))):
         async with conn.transaction():
             await designate_periods(conn, as_of=at)

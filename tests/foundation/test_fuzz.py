@@ -41,8 +41,8 @@ async def _counts(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_token(live_service: LiveService, database_url: str) -> Iterator[str]:
-    yield cli_token(database_url, "citizen", "fuzz-citizen")
+def fuzz_token(live_service: LiveService) -> Iterator[str]:
+    yield cli_token(live_service.database_url, "citizen", "fuzz-citizen")
 
 
 @schema.parametrize()
@@ -51,7 +51,8 @@ def fuzz_token(live_service: LiveService, database_url: str) -> Iterator[str]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
-def test_fuzz(case: schemathesis.Case, live_service: LiveService, database_url: str, fuzz_token: str) -> None:
+def test_fuzz(case: schemathesis.Case, live_service: LiveService, fuzz_token: str) -> None:
+    database_url = live_service.database_url
     before = asyncio.run(_counts(database_url))
     response = case.call(base_url=live_service.url, headers={"Authorization": f"Bearer {fuzz_token}"}, timeout=30)
     case.validate_response(

@@ -135,3 +135,22 @@ def test_quick_reads_see_digits_and_full_reads_match_ppocr() -> None:
     quick = ppocr.recognize(im, min_width=0)
     assert full.padded_fully and full.padded == ppocr.REC_MIN_WIDTH
     assert not quick.padded_fully and quick.padded == quick.width
+
+
+def test_plate_claim_with_and_without_the_region(gen) -> None:  # type: ignore[no-untyped-def]
+    """Re-issued plates drop the region, so the enrolled plate may or may not carry it: both
+    forms are confirmed on a regional plate, a contradicting region or syllable is not."""
+    from ocr import read_plate
+
+    rng = random.Random(100)
+    text = gen.plate_text_for("yellow", rng)
+    assert text[:2] in hangul.REGIONS
+    data = gen.to_jpeg(gen.render_plate_photo(text, "yellow", rng, scene=True, effects=0.4))
+    assert read_plate(data, text).claim_confirmed is True
+    quick = read_plate(data, text[2:])
+    assert quick.claim_confirmed is True and not quick.auto_accept  # read without the region
+    other_region = next(r for r in hangul.REGIONS if r != text[:2])
+    assert read_plate(data, other_region + text[2:]).claim_confirmed is False
+    syl = text[4]
+    other_syl = next(s for s in "가나다라마" if s != syl)
+    assert read_plate(data, text.replace(syl, other_syl)).claim_confirmed is False
