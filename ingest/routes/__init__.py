@@ -12,6 +12,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "pages",
     "photos",
     "providers",
+    "readings",
     "review",
     "vehicles",
 )
