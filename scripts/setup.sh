@@ -27,10 +27,10 @@ MQTT_URL="${CARMILEAGE_MQTT_URL:-mqtt://127.0.0.1:1883}"
 
 # -- 1. Debian packages ------------------------------------------------------------------------
 PACKAGES=(postgresql postgresql-client mosquitto mosquitto-clients tesseract-ocr tesseract-ocr-kor
-          libgl1 libglib2.0-0
+          libgl1 libglib2.0-0 fonts-dseg fonts-nanum
           ca-certificates)
 if (( TEST )); then
-    PACKAGES+=(chromium fonts-nanum fonts-dseg fonts-noto-cjk fonts-dejavu-core)
+    PACKAGES+=(chromium fonts-noto-cjk fonts-dejavu-core)
 fi
 PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then
