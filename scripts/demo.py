@@ -8,6 +8,7 @@ the reviewer and the operator. Tokens are created directly in the database the s
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
 import random
@@ -141,7 +142,8 @@ def photos(svc: Service, citizen: str, car: dict[str, Any]) -> None:
     print(f"\n3. A citizen without a connected car uploads photos of {car['plate']}")
     sys.path.insert(0, str(FIXTURES / "ocr"))
     try:
-        from generate import render_dashboard, render_plate_photo  # type: ignore[import-not-found]
+        generate = importlib.import_module("generate")
+        render_dashboard, render_plate_photo = generate.render_dashboard, generate.render_plate_photo
     except Exception as e:  # fonts missing: scripts/setup.sh --test installs them
         print(f"   skipped: the synthetic photo generator needs its fonts ({e})")
         return
