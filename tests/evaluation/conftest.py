@@ -22,5 +22,14 @@ async def conn(fresh_database_url: str, eval_pool: asyncpg.Pool) -> AsyncIterato
     c = await asyncpg.connect(fresh_database_url)
     try:
         yield c
+        # Rounds write results and outbox rows without foreign keys (0400): whatever a test did,
+        # no result may name a missing participation and no outbox row a missing result.
+        orphans = await c.fetchrow(
+            """select (select count(*) from period_results r
+                       where not exists (select 1 from participations p where p.id = r.participation_id)) as results,
+                      (select count(*) from outbox o where o.period_result_id is not null
+                       and not exists (select 1 from period_results r where r.id = o.period_result_id)) as outbox"""
+        )
+        assert orphans is not None and (orphans["results"], orphans["outbox"]) == (0, 0), dict(orphans or {})
     finally:
         await c.close()
