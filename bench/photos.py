@@ -141,7 +141,9 @@ async def pipeline_run(
     async with pool.acquire() as conn:
         owner = f"bench-{uuid.uuid4().hex[:8]}"
         _, token = await create_token(conn, "citizen", owner)
-        await conn.execute("insert into owners (id, district) values ($1, '강남구') on conflict do nothing", owner)
+        await conn.execute(
+            "insert into owners (id, district) values ($1, '강남구') on conflict do nothing", owner
+        )
         vehicle = await conn.fetchval(
             """insert into vehicles (owner_id, plate, plate_key, vin, district, registration_region, use,
                    vehicle_type, seats, fuel, first_registration_date)
@@ -150,7 +152,8 @@ async def pipeline_run(
             owner,
             PLATE,
             PLATE + owner,
-            "KMH" + hashlib.sha256(owner.encode()).hexdigest()[:14].upper().translate(str.maketrans("IOQ", "ABC")),
+            "KMH"
+            + hashlib.sha256(owner.encode()).hexdigest()[:14].upper().translate(str.maketrans("IOQ", "ABC")),
         )
         participation = await conn.fetchval(
             "insert into participations (vehicle_id, program, rule_set, enrolled_on) values ($1, 'annual', 'seoul-2022', current_date) returning id",
@@ -265,13 +268,23 @@ async def main() -> None:
         print(f"scratch database and photos ready  [{time.monotonic() - started:.0f} s]", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             real = await pipeline_run(
-                url, Path(tmp) / "real", (analyse_dashboard, analyse_plate), args.rate,
-                int(args.rate * args.seconds), photos, args.cap,
+                url,
+                Path(tmp) / "real",
+                (analyse_dashboard, analyse_plate),
+                args.rate,
+                int(args.rate * args.seconds),
+                photos,
+                args.cap,
             )
             print(f"pipeline, real OCR      {real}  [{time.monotonic() - started:.0f} s]", flush=True)
             only = await pipeline_run(
-                url, Path(tmp) / "oracle", (oracle.oracle_dashboard, oracle.oracle_plate), args.rate,
-                int(args.rate * args.pipeline_only_seconds), photos, args.cap,
+                url,
+                Path(tmp) / "oracle",
+                (oracle.oracle_dashboard, oracle.oracle_plate),
+                args.rate,
+                int(args.rate * args.pipeline_only_seconds),
+                photos,
+                args.cap,
             )
             print(f"pipeline, no-cost OCR   {only}  [{time.monotonic() - started:.0f} s]", flush=True)
         naive = await naive_run(args.rate, int(args.rate * args.seconds), photos)
@@ -286,7 +299,9 @@ async def main() -> None:
             "uploads": real["uploads"],
             "pipeline_only": only,
             "naive": naive,
-            "p95_ratio_naive_vs_pipeline": round(naive["p95_s"] / real["p95_s"], 2) if real["p95_s"] else None,
+            "p95_ratio_naive_vs_pipeline": round(naive["p95_s"] / real["p95_s"], 2)
+            if real["p95_s"]
+            else None,
         }
         print(json.dumps(result))
     finally:

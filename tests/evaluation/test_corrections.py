@@ -57,8 +57,11 @@ async def test_a_correction_yields_a_new_version_that_supersedes_the_first(
     fixed = body["reading"]["id"]
 
     # the superseded reading cannot be corrected again; the audit log has the correction
-    r = await http.post(f"/v1/readings/{old_end}/corrections", json={"odometer_km": 43_000, "reason": "again"},
-                        headers=reviewer)
+    r = await http.post(
+        f"/v1/readings/{old_end}/corrections",
+        json={"odometer_km": 43_000, "reason": "again"},
+        headers=reviewer,
+    )
     assert (r.status, (await r.json())["error"]["code"]) == (409, "reading_not_verified")
     audit = await conn.fetchrow("select * from audit_log where action = 'reading.correct'")
     assert audit["actor_id"] == "kim" and json.loads(audit["after"])["corrected_by"] == fixed
@@ -96,18 +99,27 @@ async def test_refused_corrections_change_nothing(
         r = await http.post(f"/v1/readings/{rid}/corrections", json=payload, headers=reviewer)
         assert (r.status, (await r.json())["error"]["code"]) == (status, code), payload
     citizen = await bearer(eval_pool, "citizen", car.owner_id)
-    r = await http.post(f"/v1/readings/{end_id}/corrections", json={"odometer_km": 44_000, "reason": "mine"},
-                        headers=citizen)
+    r = await http.post(
+        f"/v1/readings/{end_id}/corrections", json={"odometer_km": 44_000, "reason": "mine"}, headers=citizen
+    )
     assert r.status == 403
     assert await conn.fetch("select id, odometer_m, status from readings order by id") == before
     assert await conn.fetchval("select count(*) from audit_log") == 0
 
 
-async def test_owners_see_their_readings(conn: asyncpg.Connection, eval_pool: asyncpg.Pool, http: TestClient) -> None:
+async def test_owners_see_their_readings(
+    conn: asyncpg.Connection, eval_pool: asyncpg.Pool, http: TestClient
+) -> None:
     car = await make_car(conn)
-    await make_participation(conn, car, start=(date(2022, 3, 1), 40_000_000), end=(date(2023, 3, 2), 45_000_000))
-    r = await http.get(f"/v1/vehicles/{car.vehicle_id}/readings", headers=await bearer(eval_pool, "citizen", car.owner_id))
+    await make_participation(
+        conn, car, start=(date(2022, 3, 1), 40_000_000), end=(date(2023, 3, 2), 45_000_000)
+    )
+    r = await http.get(
+        f"/v1/vehicles/{car.vehicle_id}/readings", headers=await bearer(eval_pool, "citizen", car.owner_id)
+    )
     assert r.status == 200
     assert [x["odometer_km"] for x in (await r.json())["readings"]] == [45_000, 40_000]
-    r = await http.get(f"/v1/vehicles/{car.vehicle_id}/readings", headers=await bearer(eval_pool, "citizen", "other"))
+    r = await http.get(
+        f"/v1/vehicles/{car.vehicle_id}/readings", headers=await bearer(eval_pool, "citizen", "other")
+    )
     assert r.status == 403

@@ -57,16 +57,25 @@ async def test_refusal_lists_every_failed_rule_and_writes_nothing(
 ) -> None:
     h = await make_token("citizen")
     body = vehicle_payload(
-        plate="서울12바3456", use="commercial", seats=15, vehicle_type="van",
-        owner_is_registered_owner=False, fuel="electric",
+        plate="서울12바3456",
+        use="commercial",
+        seats=15,
+        vehicle_type="van",
+        owner_is_registered_owner=False,
+        fuel="electric",
     )
     r = await client.post("/v1/vehicles", json=body, headers=h)
     assert r.status == 422
     err = (await r.json())["error"]
     assert err["code"] == "not_eligible"
     codes = {x["code"] for x in err["reasons"]}
-    assert {"commercial_use", "too_many_seats", "not_registered_owner", "plate_commercial",
-            "fuel_not_eligible"} <= codes
+    assert {
+        "commercial_use",
+        "too_many_seats",
+        "not_registered_owner",
+        "plate_commercial",
+        "fuel_not_eligible",
+    } <= codes
     assert all(x["message"] and x["message_ko"] for x in err["reasons"])
     assert await _count(pool, h["X-Subject"]) == (0, 0, 0)
 
@@ -80,10 +89,19 @@ async def test_refusal_lists_every_failed_rule_and_writes_nothing(
         ({"vin": "KMH123"}, 422, "invalid_request", "vin_invalid_length"),
         ({"emission_certificate": "XX"}, 422, "invalid_request", "emission_certificate_invalid_format"),
         ({"first_registration_date": "2999-01-01"}, 422, "invalid_request", "date_in_future"),
-        ({"acquired_date": "2999-01-01", "acquired_odometer_km": 1}, 422, "invalid_request", "date_in_future"),
+        (
+            {"acquired_date": "2999-01-01", "acquired_odometer_km": 1},
+            422,
+            "invalid_request",
+            "date_in_future",
+        ),
         ({"acquired_date": "2020-01-01"}, 422, "invalid_request", "acquisition_incomplete"),
-        ({"acquired_date": "2010-01-01", "acquired_odometer_km": 5}, 422, "invalid_request",
-         "acquired_before_registration"),
+        (
+            {"acquired_date": "2010-01-01", "acquired_odometer_km": 5},
+            422,
+            "invalid_request",
+            "acquired_before_registration",
+        ),
         ({"seats": "five"}, 422, "invalid_request", "int_parsing"),
         ({"seats": 0}, 422, "invalid_request", "greater_than_equal"),
         ({"fuel": "coal"}, 422, "invalid_request", "literal_error"),
@@ -143,7 +161,9 @@ async def test_malformed_bodies(
     assert (await r.json())["error"]["code"] == code
 
 
-async def test_body_over_one_megabyte(client: TestClient, make_token: TokenFactory, pool: asyncpg.Pool) -> None:
+async def test_body_over_one_megabyte(
+    client: TestClient, make_token: TokenFactory, pool: asyncpg.Pool
+) -> None:
     h = await make_token("citizen")
     big = vehicle_payload(model="x" * (1024 * 1024))
     r = await client.post("/v1/vehicles", json=big, headers=h)
@@ -183,7 +203,9 @@ async def test_participation_lifecycle_and_re_enrolment(client: TestClient, make
     assert r.status == 409
     assert (await r.json())["error"]["code"] == "participation_exists"
 
-    r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "ownership_transfer"}, headers=h)
+    r = await client.post(
+        f"/v1/participations/{p['id']}/end", json={"reason": "ownership_transfer"}, headers=h
+    )
     assert r.status == 200
     assert (await r.json())["end_reason"] == "ownership_transfer"
     r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "withdrawn"}, headers=h)
@@ -218,7 +240,9 @@ async def test_end_reason_and_date_validated(client: TestClient, make_token: Tok
     r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "bored"}, headers=h)
     assert r.status == 422
     future = (seoul_today() + timedelta(days=3)).isoformat()
-    r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "withdrawn", "date": future}, headers=h)
+    r = await client.post(
+        f"/v1/participations/{p['id']}/end", json={"reason": "withdrawn", "date": future}, headers=h
+    )
     assert (await r.json())["error"]["reasons"][0]["code"] == "date_in_future"
     r = await client.post(
         f"/v1/participations/{p['id']}/end", json={"reason": "withdrawn", "date": "2020-01-01"}, headers=h
@@ -232,7 +256,9 @@ async def test_season_participation(client: TestClient, make_token: TokenFactory
     today = seoul_today()
     closed_year = today.year - 1 if today.month < 12 else today.year
     r = await client.post(
-        f"/v1/vehicles/{v['id']}/participations", json={"program": "season", "season_year": closed_year}, headers=h
+        f"/v1/vehicles/{v['id']}/participations",
+        json={"program": "season", "season_year": closed_year},
+        headers=h,
     )
     assert r.status == 422
     assert (await r.json())["error"]["code"] == "season_enrolment_closed"
@@ -271,7 +297,13 @@ async def test_operator_enrols_for_an_owner(client: TestClient, make_token: Toke
 
 async def test_enrolment_is_audited(client: TestClient, make_token: TokenFactory, pool: asyncpg.Pool) -> None:
     h = await make_token("citizen")
-    v = await (await client.post("/v1/vehicles", json=vehicle_payload(), headers=h, )).json()
+    v = await (
+        await client.post(
+            "/v1/vehicles",
+            json=vehicle_payload(),
+            headers=h,
+        )
+    ).json()
     row = await pool.fetchrow(
         "select * from audit_log where entity = 'vehicle' and entity_id = $1", str(v["id"])
     )

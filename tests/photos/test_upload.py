@@ -23,7 +23,11 @@ def photos(c: Citizen, km: int = 123456, seed: int = 0, captured=None) -> tuple[
 
 
 async def test_confirmed_photos_become_a_verified_start_reading(
-    photo_client: TestClient, citizen: Citizen, workers: OcrWorkers, pool: asyncpg.Pool, photo_settings: Settings
+    photo_client: TestClient,
+    citizen: Citizen,
+    workers: OcrWorkers,
+    pool: asyncpg.Pool,
+    photo_settings: Settings,
 ) -> None:
     seed = citizen.vehicle_id * 100
     dash, plate = photos(citizen, 123456, seed)
@@ -46,10 +50,13 @@ async def test_confirmed_photos_become_a_verified_start_reading(
     assert reading["source"] == "photo"
     assert reading["submission_id"] == body["id"]
     assert reading["captured_at"] is not None and reading["uploaded_at"] is not None
-    start = await pool.fetchval("select start_reading_id from participations where id = $1", citizen.participation_id)
+    start = await pool.fetchval(
+        "select start_reading_id from participations where id = $1", citizen.participation_id
+    )
     assert start == done["reading_id"]
     audit = await pool.fetch(
-        "select action from audit_log where entity = 'photo_submission' and entity_id = $1 order by id", str(body["id"])
+        "select action from audit_log where entity = 'photo_submission' and entity_id = $1 order by id",
+        str(body["id"]),
     )
     assert [a["action"] for a in audit] == ["submission.create", "submission.decide"]
 
@@ -68,7 +75,11 @@ async def test_the_same_photos_twice_are_one_submission(
 
 
 async def test_a_photo_reused_by_anyone_goes_to_review(
-    photo_client: TestClient, citizen: Citizen, make_token: TokenFactory, workers: OcrWorkers, pool: asyncpg.Pool
+    photo_client: TestClient,
+    citizen: Citizen,
+    make_token: TokenFactory,
+    workers: OcrWorkers,
+    pool: asyncpg.Pool,
 ) -> None:
     seed = citizen.vehicle_id * 100 + 2
     dash, plate = photos(citizen, 5000, seed)
@@ -85,11 +96,17 @@ async def test_a_photo_reused_by_anyone_goes_to_review(
     # The same photo saved again smaller has other bytes but the same perceptual hash.
     third = await enrol(photo_client, make_token)
     r = await upload(
-        photo_client, third, form(reencode(dash), plate_jpeg(third.plate, now_seoul(), seed=seed + 6), "start", 5000)
+        photo_client,
+        third,
+        form(reencode(dash), plate_jpeg(third.plate, now_seoul(), seed=seed + 6), "start", 5000),
     )
     similar = await wait_decided(photo_client, third.headers, (await r.json())["id"])
     codes = [x["code"] for x in similar["reasons"]]
-    assert similar["status"] == "in_review" and "similar_to_earlier_photo" in codes and "reused_photo" not in codes
+    assert (
+        similar["status"] == "in_review"
+        and "similar_to_earlier_photo" in codes
+        and "reused_photo" not in codes
+    )
     dispute = await pool.fetchrow("select * from disputes where submission_id = $1", similar["id"])
     assert dispute["kind"] == "photo" and dispute["status"] == "open"
     assert "similar_to_earlier_photo" in dispute["reasons"]
@@ -158,7 +175,9 @@ async def test_someone_elses_participation_is_forbidden(
     assert (await r.json())["error"]["code"] == "not_your_vehicle"
     r = await upload(photo_client, citizen, form(dash, plate), participation_id=999_999_999)
     assert r.status == 404
-    r = await photo_client.post(f"/v1/participations/{citizen.participation_id}/photos", data=form(dash, plate))
+    r = await photo_client.post(
+        f"/v1/participations/{citizen.participation_id}/photos", data=form(dash, plate)
+    )
     assert r.status == 401
     # and its status is not anyone's to read
     sid = (await (await upload(photo_client, citizen, form(dash, plate, "mid", 5))).json())["id"]
@@ -177,7 +196,9 @@ async def test_missing_parts_are_each_named(photo_client: TestClient, citizen: C
 async def test_wrong_content_types_are_refused(photo_client: TestClient, citizen: Citizen) -> None:
     dash, plate = photos(citizen)
     r = await photo_client.post(
-        f"/v1/participations/{citizen.participation_id}/photos", json={"stage": "start"}, headers=citizen.headers
+        f"/v1/participations/{citizen.participation_id}/photos",
+        json={"stage": "start"},
+        headers=citizen.headers,
     )
     assert r.status == 415
     r = await upload(photo_client, citizen, form(dash, plate, plate_type="text/plain"))
@@ -201,7 +222,12 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 async def test_oversize_photos_are_refused(photo_client: TestClient, citizen: Citizen) -> None:
@@ -219,7 +245,9 @@ async def test_oversize_photos_are_refused(photo_client: TestClient, citizen: Ci
     assert r.status == 202
 
 
-async def test_text_fields_are_checked_and_never_echoed_raw(photo_client: TestClient, citizen: Citizen) -> None:
+async def test_text_fields_are_checked_and_never_echoed_raw(
+    photo_client: TestClient, citizen: Citizen
+) -> None:
     dash, plate = photos(citizen)
     for stage, km, code in (
         ("<script>alert(1)</script>", 1, "invalid_stage"),

@@ -13,7 +13,9 @@ from tests.photos.pagekit import SCRIPT, _csrf, assert_page_is_locked_down, sign
 from tests.review.conftest import make_photo_case
 
 
-async def test_pages_need_a_session_and_sign_in_is_protected(client: TestClient, make_token: TokenFactory) -> None:
+async def test_pages_need_a_session_and_sign_in_is_protected(
+    client: TestClient, make_token: TokenFactory
+) -> None:
     r = await client.get("/upload", allow_redirects=False)
     assert r.status == 303 and r.headers["Location"] in ("/sign-in?next=%2Fupload", "/sign-in?next=/upload")
     page = await client.get("/sign-in")
@@ -30,7 +32,9 @@ async def test_pages_need_a_session_and_sign_in_is_protected(client: TestClient,
     assert r.status == 401
     # the right one: an HttpOnly, SameSite=Strict session cookie
     r = await client.post(
-        "/sign-in", data={"token": token, "csrf": _csrf(html), "next": "//evil.example/"}, allow_redirects=False
+        "/sign-in",
+        data={"token": token, "csrf": _csrf(html), "next": "//evil.example/"},
+        allow_redirects=False,
     )
     assert r.status == 303 and r.headers["Location"] == "/upload"  # no open redirect
     cookie = r.cookies["cm_session"]
@@ -76,11 +80,11 @@ async def test_reviewer_claims_and_resolves_through_the_forms(
     queue = await client.get("/review", params={"district": where})
     html = await queue.text()
     assert f"/review/disputes/{case.dispute_id}" in html
-    r = await client.post(
-        "/review/claim", data={"district": where}, allow_redirects=False
-    )
+    r = await client.post("/review/claim", data={"district": where}, allow_redirects=False)
     assert r.status == 403  # no CSRF token
-    r = await client.post("/review/claim", data={"district": where, "csrf": _csrf(html)}, allow_redirects=False)
+    r = await client.post(
+        "/review/claim", data={"district": where, "csrf": _csrf(html)}, allow_redirects=False
+    )
     assert r.status == 303 and r.headers["Location"] == f"/review/disputes/{case.dispute_id}"
     page = await client.get(r.headers["Location"])
     html = await page.text()
@@ -96,7 +100,11 @@ async def test_reviewer_claims_and_resolves_through_the_forms(
     )
     assert r.status == 303 and r.headers["Location"] == f"/review?done={case.dispute_id}"
     d = await pool.fetchrow("select * from disputes where id = $1", case.dispute_id)
-    assert (d["resolution"], d["resolved_value_m"], d["resolution_note"]) == ("corrected", 33_333_000, "last digit")
+    assert (d["resolution"], d["resolved_value_m"], d["resolution_note"]) == (
+        "corrected",
+        33_333_000,
+        "last digit",
+    )
     # a citizen has no business on the reviewer's pages
     citizen = await make_token("citizen")
     await sign_in(client, citizen)

@@ -43,7 +43,9 @@ async def test_two_reviewers_never_get_the_same_dispute_and_leases_expire(
     lease = datetime.fromisoformat(a["lease_until"]) - datetime.now(UTC)
     assert timedelta(minutes=9) < lease <= timedelta(minutes=10, seconds=5)
     # Once Alice's lease ran out, Carol may take her dispute.
-    await pool.execute("update disputes set lease_until = now() - interval '1 second' where id = $1", old.dispute_id)
+    await pool.execute(
+        "update disputes set lease_until = now() - interval '1 second' where id = $1", old.dispute_id
+    )
     s, c = await claim(client, c_headers, where)
     assert s == 200 and c["id"] == old.dispute_id
 
@@ -66,7 +68,9 @@ async def test_renew_and_release(client: TestClient, pool: asyncpg.Pool, make_to
         case = await make_photo_case(conn, district=where)
     h, other = await make_token("reviewer"), await make_token("reviewer")
     await claim(client, h, where)
-    await pool.execute("update disputes set lease_until = now() + interval '1 minute' where id = $1", case.dispute_id)
+    await pool.execute(
+        "update disputes set lease_until = now() + interval '1 minute' where id = $1", case.dispute_id
+    )
     r = await client.post(f"/v1/disputes/{case.dispute_id}/renew", json={}, headers=h)
     assert r.status == 200
     assert datetime.fromisoformat((await r.json())["lease_until"]) > datetime.now(UTC) + timedelta(minutes=9)
@@ -95,7 +99,12 @@ async def test_accepting_the_ocr_value_verifies_the_reading_and_keeps_the_label(
     reading = await pool.fetchrow("select * from readings where id = $1", sub["reading_id"])
     assert reading["odometer_m"] == 61_234_000 and reading["source"] == "reviewer"
     assert reading["approved_at"] is not None and reading["submission_id"] == case.submission_id
-    assert await pool.fetchval("select start_reading_id from participations where id = $1", case.participation_id) == reading["id"]
+    assert (
+        await pool.fetchval(
+            "select start_reading_id from participations where id = $1", case.participation_id
+        )
+        == reading["id"]
+    )
     labels = await pool.fetch("select * from ocr_labels where dispute_id = $1 order by kind", case.dispute_id)
     assert [(x["kind"], x["photo_sha256"], x["true_value"]) for x in labels] == [
         ("odometer", case.dashboard_sha256, "61234"),
@@ -166,7 +175,9 @@ async def test_rejections_need_a_reason_and_tell_the_citizen(
     # a photo of the trip meter asks for a retake
     await claim(client, h, where)
     r = await client.post(
-        f"/v1/disputes/{trip.dispute_id}/resolve", json={"action": "reject", "reason": "trip_instead_of_odo"}, headers=h
+        f"/v1/disputes/{trip.dispute_id}/resolve",
+        json={"action": "reject", "reason": "trip_instead_of_odo"},
+        headers=h,
     )
     assert r.status == 200
     status = await pool.fetchval("select status from photo_submissions where id = $1", trip.submission_id)
@@ -238,7 +249,9 @@ async def test_the_queue_filters_by_reason_district_and_age(
     assert body["disputes"][0]["reasons"][0]["message_ko"]
     # citizens have no business in the queue
     assert (await client.get("/v1/disputes", headers=await make_token("citizen"))).status == 403
-    assert (await client.post("/v1/disputes/claim", json={}, headers=await make_token("citizen"))).status == 403
+    assert (
+        await client.post("/v1/disputes/claim", json={}, headers=await make_token("citizen"))
+    ).status == 403
 
 
 async def test_dispute_detail_shows_ocr_results_and_the_cars_readings(
@@ -281,7 +294,9 @@ async def test_a_correction_that_contradicts_the_cars_readings_is_refused(
     r = await client.post(f"/v1/disputes/{case.dispute_id}/resolve", json={"action": "accept"}, headers=h)
     assert r.status == 409
     err = (await r.json())["error"]
-    assert err["code"] == "reading_conflicts" and [x["code"] for x in err["reasons"]] == ["odometer_decreased"]
+    assert err["code"] == "reading_conflicts" and [x["code"] for x in err["reasons"]] == [
+        "odometer_decreased"
+    ]
     assert await pool.fetchval("select count(*) from readings where vehicle_id = $1", case.vehicle_id) == 1
     r = await client.post(
         f"/v1/disputes/{case.dispute_id}/resolve", json={"action": "correct", "value_km": 55_100}, headers=h

@@ -20,10 +20,16 @@ async def _rollback_case(pool: asyncpg.Pool, where: str) -> tuple[int, list[int]
     now = datetime.now(UTC)
     async with pool.acquire() as conn:
         vehicle_id, _ = await make_car(conn, where)
-        ok = await store_verified_reading(conn, NewReading(vehicle_id, 10_000_000, now - timedelta(days=10), "telematics"))
+        ok = await store_verified_reading(
+            conn, NewReading(vehicle_id, 10_000_000, now - timedelta(days=10), "telematics")
+        )
         assert ok.reading_id is not None
-        first = await store_verified_reading(conn, NewReading(vehicle_id, 9_000_000, now - timedelta(days=1), "telematics"))
-        second = await store_verified_reading(conn, NewReading(vehicle_id, 9_100_000, now - timedelta(hours=12), "telematics"))
+        first = await store_verified_reading(
+            conn, NewReading(vehicle_id, 9_000_000, now - timedelta(days=1), "telematics")
+        )
+        second = await store_verified_reading(
+            conn, NewReading(vehicle_id, 9_100_000, now - timedelta(hours=12), "telematics")
+        )
     assert first.dispute_id is not None and second.dispute_id is None  # one open case per car
     assert first.quarantine_id is not None and second.quarantine_id is not None
     return vehicle_id, [first.quarantine_id, second.quarantine_id]
@@ -43,23 +49,44 @@ async def test_accept_overrules_the_decrease_and_opens_the_next_case(
     await sign_in(client, h)
     html = await (await client.get(f"/review/disputes/{d['id']}")).text()
     assert 'id="quarantined-km"' in html and "9,000.0" in html and 'class="mark mark-quarantined"' in html
-    r = await client.post(f"/v1/disputes/{d['id']}/resolve", json={"action": "accept", "note": "cluster replaced"}, headers=h)
+    r = await client.post(
+        f"/v1/disputes/{d['id']}/resolve", json={"action": "accept", "note": "cluster replaced"}, headers=h
+    )
     assert r.status == 200, await r.text()
     assert (await r.json())["resolved_value_m"] == 9_000_000
-    values = [r["odometer_m"] for r in await pool.fetch(
-        "select odometer_m from readings where vehicle_id = $1 and status = 'verified' order by recorded_at", vehicle_id
-    )]
+    values = [
+        r["odometer_m"]
+        for r in await pool.fetch(
+            "select odometer_m from readings where vehicle_id = $1 and status = 'verified' order by recorded_at",
+            vehicle_id,
+        )
+    ]
     assert values == [10_000_000, 9_000_000]
-    assert await pool.fetchval("select review_status from quarantined_readings where id = $1", quarantined[0]) == "resolved"
+    assert (
+        await pool.fetchval("select review_status from quarantined_readings where id = $1", quarantined[0])
+        == "resolved"
+    )
     # the second decrease is now the car's open case
     nxt = await pool.fetchrow("select * from disputes where vehicle_id = $1 and status = 'open'", vehicle_id)
     assert nxt["kind"] == "rollback" and nxt["quarantined_reading_id"] == quarantined[1]
     r = await client.post("/v1/disputes/claim", json={"district": where}, headers=h)
     assert (await r.json())["id"] == nxt["id"]
-    r = await client.post(f"/v1/disputes/{nxt['id']}/resolve", json={"action": "reject", "reason": "suspected_tampering"}, headers=h)
+    r = await client.post(
+        f"/v1/disputes/{nxt['id']}/resolve",
+        json={"action": "reject", "reason": "suspected_tampering"},
+        headers=h,
+    )
     assert r.status == 200
-    assert await pool.fetchval("select review_status from quarantined_readings where id = $1", quarantined[1]) == "resolved"
-    assert await pool.fetchval("select count(*) from disputes where vehicle_id = $1 and status = 'open'", vehicle_id) == 0
+    assert (
+        await pool.fetchval("select review_status from quarantined_readings where id = $1", quarantined[1])
+        == "resolved"
+    )
+    assert (
+        await pool.fetchval(
+            "select count(*) from disputes where vehicle_id = $1 and status = 'open'", vehicle_id
+        )
+        == 0
+    )
 
 
 async def test_correct_stores_the_true_value_checked(

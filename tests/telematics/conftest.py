@@ -42,7 +42,9 @@ class Provider:
 async def make_provider(conn: asyncpg.Connection | Any, name: str | None = None) -> Provider:
     name = name or f"p{uuid.uuid4().hex[:10]}"
     password = broker.new_password()
-    pid, secret = await create_provider(conn, name, display_name=None, mqtt_password_hash=broker.hash_password(password))
+    pid, secret = await create_provider(
+        conn, name, display_name=None, mqtt_password_hash=broker.hash_password(password)
+    )
     return Provider(pid, name, secret, password)
 
 
@@ -72,7 +74,9 @@ async def enrol_cars(conn: asyncpg.Connection | Any, n: int, consent: list[Provi
             vin,
         )
         for p in consent:
-            await conn.execute("insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", p.id, vid)
+            await conn.execute(
+                "insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", p.id, vid
+            )
         cars.append(Car(vid, vin, owner))
     return cars
 
@@ -131,7 +135,9 @@ class ProjectBroker:
         deadline = time.monotonic() + 10
         while not broker.answering("127.0.0.1", self.port):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto did not start: {(self.dir / 'mosquitto.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mosquitto did not start: {(self.dir / 'mosquitto.log').read_text()[-2000:]}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -154,7 +160,11 @@ class ProjectBroker:
             time.sleep(0.2)
 
     def client(
-        self, provider: Provider, client_id: str | None = None, protocol: int = mqtt.MQTTv311, inflight: int = 200
+        self,
+        provider: Provider,
+        client_id: str | None = None,
+        protocol: int = mqtt.MQTTv311,
+        inflight: int = 200,
     ) -> mqtt.Client:
         """A connected provider client (paho), publishing QoS 1 with a persistent session."""
         c = mqtt.Client(

@@ -51,11 +51,15 @@ class Stream:
     a moment no worker is subscribed) is published again.
     """
 
-    def __init__(self, broker: ProjectBroker, provider: Provider, cars: list[Car], total: int = READINGS) -> None:
+    def __init__(
+        self, broker: ProjectBroker, provider: Provider, cars: list[Car], total: int = READINGS
+    ) -> None:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
         per_car = total // len(cars)
         self.payloads = [
-            json.dumps(reading(car, 10_000 + 5 * k, start + k * timedelta(minutes=10), f"{car.id}-{k}")).encode()
+            json.dumps(
+                reading(car, 10_000 + 5 * k, start + k * timedelta(minutes=10), f"{car.id}-{k}")
+            ).encode()
             for k in range(per_car)
             for car in cars
         ]
@@ -107,7 +111,9 @@ async def reach(pool: asyncpg.Pool, provider_id: int, n: int) -> None:
     raise AssertionError(f"never reached {n} readings")
 
 
-async def stored_exactly_once(pool: asyncpg.Pool, provider: Provider, total: int = READINGS) -> dict[str, int]:
+async def stored_exactly_once(
+    pool: asyncpg.Pool, provider: Provider, total: int = READINGS
+) -> dict[str, int]:
     """Wait until `total` readings of the provider are accepted; then none may be stored twice."""
     query = """select coalesce(sum(accepted), 0)::int8 as accepted, coalesce(sum(duplicates), 0)::int8 as duplicates
                from ingest_counts where provider_id = $1"""
@@ -123,7 +129,10 @@ async def stored_exactly_once(pool: asyncpg.Pool, provider: Provider, total: int
         provider.id,
     )
     assert (row["n"], row["events"]) == (total, total), (dict(row), counts)
-    assert await pool.fetchval("select count(*) from quarantined_readings where provider_id = $1", provider.id) == 0
+    assert (
+        await pool.fetchval("select count(*) from quarantined_readings where provider_id = $1", provider.id)
+        == 0
+    )
     counts = dict(await pool.fetchrow(query, provider.id))
     assert counts["accepted"] == total
     return counts
@@ -159,7 +168,9 @@ def mqtt_env(broker: ProjectBroker, client_id: str) -> dict[str, str]:
     }
 
 
-async def setup_provider(pool: asyncpg.Pool, broker: ProjectBroker, cars: int = CARS) -> tuple[Provider, list[Car]]:
+async def setup_provider(
+    pool: asyncpg.Pool, broker: ProjectBroker, cars: int = CARS
+) -> tuple[Provider, list[Car]]:
     async with pool.acquire() as conn:
         provider = await make_provider(conn)
         enrolled = await enrol_cars(conn, cars, [provider])
@@ -168,7 +179,10 @@ async def setup_provider(pool: asyncpg.Pool, broker: ProjectBroker, cars: int = 
 
 
 async def test_service_killed_mid_stream_and_restarted(
-    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+    pool: asyncpg.Pool,
+    database_url: str,
+    project_broker: ProjectBroker,
+    live_service_factory: Callable[..., LiveService],
 ) -> None:
     provider, cars = await setup_provider(pool, project_broker)
     worker = f"fault-kill-{uuid.uuid4().hex[:6]}"
@@ -187,10 +201,15 @@ async def test_service_killed_mid_stream_and_restarted(
 
 
 async def test_broker_restarted_mid_stream(
-    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+    pool: asyncpg.Pool,
+    database_url: str,
+    project_broker: ProjectBroker,
+    live_service_factory: Callable[..., LiveService],
 ) -> None:
     provider, cars = await setup_provider(pool, project_broker)
-    service = live_service_factory(database_url, **mqtt_env(project_broker, f"fault-broker-{uuid.uuid4().hex[:6]}"))
+    service = live_service_factory(
+        database_url, **mqtt_env(project_broker, f"fault-broker-{uuid.uuid4().hex[:6]}")
+    )
     ready(service)
     stream = Stream(project_broker, provider, cars).start()
     await reach(pool, provider.id, READINGS // 4)
@@ -207,11 +226,16 @@ async def test_broker_restarted_mid_stream(
 
 
 async def test_two_services_split_the_load_and_store_each_reading_once(
-    pool: asyncpg.Pool, database_url: str, project_broker: ProjectBroker, live_service_factory: Callable[..., LiveService]
+    pool: asyncpg.Pool,
+    database_url: str,
+    project_broker: ProjectBroker,
+    live_service_factory: Callable[..., LiveService],
 ) -> None:
     provider, cars = await setup_provider(pool, project_broker)
     services = [
-        live_service_factory(database_url, **mqtt_env(project_broker, f"fault-pair-{i}-{uuid.uuid4().hex[:6]}"))
+        live_service_factory(
+            database_url, **mqtt_env(project_broker, f"fault-pair-{i}-{uuid.uuid4().hex[:6]}")
+        )
         for i in range(2)
     ]
     for s in services:
@@ -222,9 +246,15 @@ async def test_two_services_split_the_load_and_store_each_reading_once(
         await stored_exactly_once(pool, provider, total=20_000)
     shares = []
     for s in services:
-        text = await asyncio.to_thread(lambda s=s: urllib.request.urlopen(s.url + "/metrics", timeout=5).read().decode())
+        text = await asyncio.to_thread(
+            lambda s=s: urllib.request.urlopen(s.url + "/metrics", timeout=5).read().decode()
+        )
         line = next(
-            (ln for ln in text.splitlines() if ln.startswith(f'carmileage_readings_accepted_total{{provider="{provider.name}"')),
+            (
+                ln
+                for ln in text.splitlines()
+                if ln.startswith(f'carmileage_readings_accepted_total{{provider="{provider.name}"')
+            ),
             None,
         )
         shares.append(float(line.rsplit(" ", 1)[1]) if line else 0.0)
@@ -250,7 +280,17 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
     data = directory / "data"
     try:
         subprocess.run(
-            [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            [
+                *as_postgres,
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
         )
@@ -261,19 +301,37 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
 
     def start() -> None:
         subprocess.run(
-            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w", "start"],
+            [
+                *as_postgres,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(directory / "log"),
+                "-w",
+                "start",
+            ],
             check=True,
             capture_output=True,
         )
 
     def stop() -> None:
-        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=True, capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+        )
 
     start()
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/carmileage", start, stop
     finally:
-        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -26,7 +26,9 @@ from tests.telematics.conftest import (
 )
 
 
-def consumer(database_url: str, tmp_path: Path, broker: ProjectBroker, client_id: str | None = None, **kw: object) -> MqttConsumer:
+def consumer(
+    database_url: str, tmp_path: Path, broker: ProjectBroker, client_id: str | None = None, **kw: object
+) -> MqttConsumer:
     settings = make_settings(
         database_url,
         tmp_path / "data",
@@ -68,7 +70,10 @@ async def test_readings_and_bad_payloads_over_mqtt(
         array = json.dumps([reading(b, 1, recent(3)), reading(b, 2, recent(2)), {"vin": "nope"}]).encode()
         bad = [
             b"{not json",
-            json.dumps(reading(a, 1, recent(1))).replace("1.0", "NaN").replace('"value": 1', '"value": NaN').encode(),
+            json.dumps(reading(a, 1, recent(1)))
+            .replace("1.0", "NaN")
+            .replace('"value": 1', '"value": NaN')
+            .encode(),
             json.dumps({**reading(a, 5, recent(1)), "recorded_at": "2024-01-01T00:00:00"}).encode(),
             b'{"pad": "' + b"x" * (256 * 1024) + b'"}',
         ]
@@ -76,10 +81,17 @@ async def test_readings_and_bad_payloads_over_mqtt(
         counts = await wait_for_counts(pool, p.id, 20 + 3 + 4)
         assert counts == {"accepted": 22, "duplicates": 0, "quarantined": 5}
         raw = await pool.fetch(
-            "select reasons, left(raw, 20) as raw from quarantined_readings where provider_id = $1 order by id", p.id
+            "select reasons, left(raw, 20) as raw from quarantined_readings where provider_id = $1 order by id",
+            p.id,
         )
         assert sorted(r["reasons"][0] for r in raw) == sorted(
-            ["unknown_shape", "malformed_json", "non_finite_number", "time_without_offset", "payload_too_large"]
+            [
+                "unknown_shape",
+                "malformed_json",
+                "non_finite_number",
+                "time_without_offset",
+                "payload_too_large",
+            ]
         )
         assert all(r["raw"] for r in raw)
         # Redelivered or resent: counted as duplicates, stored once.
@@ -119,7 +131,9 @@ async def test_a_provider_may_only_publish_to_its_own_topic(
         await wait_for_counts(pool, forger.id, 1)
         assert info.rc == mqtt.MQTT_ERR_SUCCESS
         await asyncio.sleep(0.5)
-        assert await pool.fetchval("select count(*) from ingest_counts where provider_id = $1", victim.id) == 0
+        assert (
+            await pool.fetchval("select count(*) from ingest_counts where provider_id = $1", victim.id) == 0
+        )
         client.loop_stop()
         # A wrong password does not get in at all.
         intruder = Provider(0, victim.name, "", "not-the-password")
@@ -148,9 +162,13 @@ async def test_a_topic_of_no_known_provider_is_quarantined_raw(
     client = project_broker.client(ghost)
     try:
         marker = uuid.uuid4().hex
-        publish_all(client, ghost.topic, [json.dumps(reading("KMHXX00XXXX000001", 1, recent(1), marker)).encode()])
+        publish_all(
+            client, ghost.topic, [json.dumps(reading("KMHXX00XXXX000001", 1, recent(1), marker)).encode()]
+        )
         for _ in range(200):
-            row = await pool.fetchrow("select provider_id, reasons from quarantined_readings where raw like $1", f"%{marker}%")
+            row = await pool.fetchrow(
+                "select provider_id, reasons from quarantined_readings where raw like $1", f"%{marker}%"
+            )
             if row:
                 break
             await asyncio.sleep(0.05)
@@ -172,7 +190,9 @@ async def test_a_stopped_worker_acknowledges_what_it_stored_and_gets_the_rest_la
     client_id = f"test-worker-{uuid.uuid4().hex[:6]}"
     c = await started(consumer(database_url, tmp_path, project_broker, client_id, ingest_batch_size=50), pool)
     publisher = project_broker.client(p)
-    payloads = [json.dumps(reading(car, 100 + k, recent(300 - k))).encode() for k in range(200) for car in cars]
+    payloads = [
+        json.dumps(reading(car, 100 + k, recent(300 - k))).encode() for k in range(200) for car in cars
+    ]
     try:
         infos = [publisher.publish(p.topic, m, qos=1) for m in payloads]
         await asyncio.sleep(0.3)
@@ -182,7 +202,9 @@ async def test_a_stopped_worker_acknowledges_what_it_stored_and_gets_the_rest_la
         c = await started(consumer(database_url, tmp_path, project_broker, client_id), pool)
         counts = await wait_for_counts(pool, p.id, len(payloads))
         assert counts["accepted"] == len(payloads) and counts["quarantined"] == 0
-        assert await pool.fetchval("select count(*) from readings where provider_id = $1", p.id) == len(payloads)
+        assert await pool.fetchval("select count(*) from readings where provider_id = $1", p.id) == len(
+            payloads
+        )
         # What the first run stored it also acknowledged, and what it had not taken the broker
         # kept for its session: nothing was delivered twice.
         await c.stop()
@@ -201,12 +223,16 @@ async def test_a_worker_removed_for_good_leaves_its_share_to_the_others(
         p = await make_provider(conn)
         cars = await enrol_cars(conn, 4, [p])
     project_broker.allow(p)
-    leaving = await started(consumer(database_url, tmp_path / "a", project_broker, mqtt_leave_on_stop=True), pool)
+    leaving = await started(
+        consumer(database_url, tmp_path / "a", project_broker, mqtt_leave_on_stop=True), pool
+    )
     staying = await started(consumer(database_url, tmp_path / "b", project_broker), pool)
     publisher = project_broker.client(p)
     try:
         await leaving.stop()
-        payloads = [json.dumps(reading(car, 10 + k, recent(100 - k))).encode() for k in range(50) for car in cars]
+        payloads = [
+            json.dumps(reading(car, 10 + k, recent(100 - k))).encode() for k in range(50) for car in cars
+        ]
         publish_all(publisher, p.topic, payloads)
         # Had the leaving worker kept its subscription, half of these would wait for it.
         counts = await wait_for_counts(pool, p.id, len(payloads), within_s=30)
@@ -246,7 +272,9 @@ async def test_a_message_the_database_refuses_is_kept_raw_and_the_rest_flows(
         publish_all(publisher, p.topic, [*good[:2], poison, *good[2:]])
         counts = await wait_for_counts(pool, p.id, 6)
         assert (counts["accepted"], counts["quarantined"]) == (5, 1)
-        row = await pool.fetchrow("select reasons, raw from quarantined_readings where provider_id = $1", p.id)
+        row = await pool.fetchrow(
+            "select reasons, raw from quarantined_readings where provider_id = $1", p.id
+        )
         assert row["reasons"] == ["storage_rejected"] and '"poison"' in row["raw"]
     finally:
         publisher.loop_stop()

@@ -20,7 +20,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def odo(car: Car, km: float, at: datetime, event_id: str | None = None) -> OdometerReading:
     value = Decimal(str(km))
-    return OdometerReading(event_id or f"e-{car.id}-{at.timestamp()}-{km}", car.vin, int(value * 1000), at, value, "km")
+    return OdometerReading(
+        event_id or f"e-{car.id}-{at.timestamp()}-{km}", car.vin, int(value * 1000), at, value, "km"
+    )
 
 
 def items(provider_id: int, readings: list[OdometerReading]) -> list[BatchItem]:
@@ -43,13 +45,17 @@ async def test_store_then_replay_counts_duplicates(pool: asyncpg.Pool) -> None:
         first = await store_batch(conn, batch)
         again = await store_batch(conn, batch)
         # The same readings under new event ids are duplicates too (same car, instant and odometer).
-        renamed = await store_batch(conn, [b._replace(reading=b.reading._replace(event_id="x" + b.reading.event_id)) for b in batch])  # type: ignore[union-attr]
+        renamed = await store_batch(
+            conn,
+            [b._replace(reading=b.reading._replace(event_id="x" + b.reading.event_id)) for b in batch],  # type: ignore[union-attr]
+        )
     assert [o.status for o in first.items] == ["accepted"] * 5
     assert [o.status for o in again.items] == ["duplicate"] * 5
     assert [o.status for o in renamed.items] == ["duplicate"] * 5
     assert len(await verified(pool, car)) == 5
     counts = await pool.fetchrow(
-        "select sum(accepted) a, sum(duplicates) d, sum(quarantined) q from ingest_counts where provider_id = $1", p.id
+        "select sum(accepted) a, sum(duplicates) d, sum(quarantined) q from ingest_counts where provider_id = $1",
+        p.id,
     )
     assert (counts["a"], counts["d"], counts["q"]) == (5, 10, 0)
 
@@ -109,7 +115,9 @@ async def test_rollback_opens_one_case_per_car(pool: asyncpg.Pool) -> None:
     )
     assert d["district"] == "강남구" and d["reasons"] == ["odometer_decreased"]
     assert d["details"]["before"]["odometer_m"] == 50_000_000
-    q = await pool.fetch("select review_status, reasons from quarantined_readings where vehicle_id = $1", car.id)
+    q = await pool.fetch(
+        "select review_status, reasons from quarantined_readings where vehicle_id = $1", car.id
+    )
     assert [r["review_status"] for r in q] == ["open", "open"]
 
 
@@ -118,10 +126,16 @@ async def test_unknown_cars_consent_and_the_future(pool: asyncpg.Pool) -> None:
         p = await make_provider(conn)
         other = await make_provider(conn)
         granted, never, withdrawn = await enrol_cars(conn, 3)
-        await conn.execute("insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", p.id, granted.id)
-        await conn.execute("insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", other.id, never.id)
         await conn.execute(
-            "insert into vehicle_consents (provider_id, vehicle_id, withdrawn_at) values ($1, $2, now())", p.id, withdrawn.id
+            "insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", p.id, granted.id
+        )
+        await conn.execute(
+            "insert into vehicle_consents (provider_id, vehicle_id) values ($1, $2)", other.id, never.id
+        )
+        await conn.execute(
+            "insert into vehicle_consents (provider_id, vehicle_id, withdrawn_at) values ($1, $2, now())",
+            p.id,
+            withdrawn.id,
         )
         ghost = Car(0, "KMHZZ00ZZZZ999999", "nobody")
         out = await store_batch(
@@ -144,7 +158,9 @@ async def test_unknown_cars_consent_and_the_future(pool: asyncpg.Pool) -> None:
         ("vehicle_unknown",),
         ("recorded_in_future",),
     ]
-    row = await pool.fetchrow("select vin, vehicle_id, raw from quarantined_readings where id = $1", out.items[3].quarantine_id)
+    row = await pool.fetchrow(
+        "select vin, vehicle_id, raw from quarantined_readings where id = $1", out.items[3].quarantine_id
+    )
     assert (row["vin"], row["vehicle_id"]) == (ghost.vin, None)
 
 
@@ -169,7 +185,10 @@ async def test_a_previous_reading_long_ago_is_still_a_neighbour(pool: asyncpg.Po
         await store_batch(conn, items(p.id, [odo(car, 30_000, NOW - timedelta(days=700))]))  # a late upload
         out = await store_batch(
             conn,
-            items(p.id, [odo(car, 79_000, NOW - timedelta(hours=1)), odo(car, 20_000, NOW - timedelta(days=600))]),
+            items(
+                p.id,
+                [odo(car, 79_000, NOW - timedelta(hours=1)), odo(car, 20_000, NOW - timedelta(days=600))],
+            ),
         )
     assert [o.reasons for o in out.items] == [("odometer_decreased",), ("odometer_decreased",)]
 
@@ -206,8 +225,12 @@ async def test_store_verified_reading_for_photos_and_reviewers(pool: asyncpg.Poo
         ok = await store_verified_reading(
             conn, NewReading(car.id, 10_500_000, NOW - timedelta(days=5), "photo", uploaded_at=NOW)
         )
-        again = await store_verified_reading(conn, NewReading(car.id, 10_500_000, NOW - timedelta(days=5), "photo"))
-        low = await store_verified_reading(conn, NewReading(car.id, 9_000_000, NOW - timedelta(days=1), "photo"))
+        again = await store_verified_reading(
+            conn, NewReading(car.id, 10_500_000, NOW - timedelta(days=5), "photo")
+        )
+        low = await store_verified_reading(
+            conn, NewReading(car.id, 9_000_000, NOW - timedelta(days=1), "photo")
+        )
         overruled = await store_verified_reading(
             conn,
             NewReading(car.id, 9_000_000, NOW - timedelta(days=1), "reviewer", approved_at=NOW),
@@ -231,8 +254,12 @@ async def test_an_identical_superseded_reading_is_a_duplicate(pool: asyncpg.Pool
         p = await make_provider(conn)
         (car,) = await enrol_cars(conn, 1, [p])
         first = await store_batch(conn, items(p.id, [odo(car, 500, NOW - timedelta(hours=3))]))
-        await conn.execute("update readings set status = 'superseded' where id = $1", first.items[0].reading_id)
-        again = await store_batch(conn, items(p.id, [odo(car, 500, NOW - timedelta(hours=3), event_id="resent")]))
+        await conn.execute(
+            "update readings set status = 'superseded' where id = $1", first.items[0].reading_id
+        )
+        again = await store_batch(
+            conn, items(p.id, [odo(car, 500, NOW - timedelta(hours=3), event_id="resent")])
+        )
     assert again.items[0].status == "duplicate"
     assert again.items[0].reading_id == first.items[0].reading_id
     assert again.retries == 1
