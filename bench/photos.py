@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +105,11 @@ def _form(dash: bytes, plate: bytes, km: int) -> aiohttp.FormData:
     return f
 
 
-async def open_loop(rate: float, count: int, send: Callable[[int], Awaitable[None]]) -> None:
+async def open_loop(rate: float, count: int, send: Callable[[int], Coroutine[Any, Any, None]]) -> None:
     """Start `count` uploads `1/rate` apart, on schedule."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for i in range(count):
         delay = t0 + i / rate - loop.time()
         if delay > 0:
@@ -125,7 +125,7 @@ async def pipeline_run(
         database_url=url,
         data_dir=data_dir,
         mqtt_enabled=False,
-        secret_key="bench",  # type: ignore[arg-type]
+        secret_key="bench",
         ocr_workers=0,
         log_level="WARNING",
     )

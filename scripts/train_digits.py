@@ -85,6 +85,8 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
     fpath = rng.choice(SEG_FONTS) if seg else rng.choice(SANS_FONTS)
     size = rng.randint(40, 64)
     font = _font(fpath, size)
+    fg: tuple[int, ...]
+    bg: tuple[int, ...]
     fg, bg = rng.choice(PALETTES)
     jit = lambda c: tuple(int(np.clip(v + rng.randint(-25, 25), 0, 255)) for v in c)  # noqa: E731
     fg, bg = jit(fg), jit(bg)
@@ -92,7 +94,7 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
     drum = (not seg) and rng.random() < 0.3
     # layout: optional left label, text, optional right label
     pad_l, pad_r = rng.randint(4, 40), rng.randint(4, 40)
-    glyph_w = [font.getbbox(c)[2] - font.getbbox(c)[0] if c != "." else size // 4 for c in text]
+    glyph_w = [int(font.getbbox(c)[2] - font.getbbox(c)[0]) if c != "." else size // 4 for c in text]
     tw = sum(glyph_w) + spacing * (len(text) - 1)
     left_label = rng.random() < 0.25
     right_label = rng.random() < 0.3
@@ -137,8 +139,10 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
 
     hh, ww = arr.shape[:2]
     m = rng.uniform(0.0, 0.08)
-    src = np.float32([[0, 0], [ww, 0], [ww, hh], [0, hh]])
-    dst = src + np.float32([[rng.uniform(-m, m) * ww, rng.uniform(-m, m) * hh] for _ in range(4)])
+    src = np.array([[0, 0], [ww, 0], [ww, hh], [0, hh]], dtype=np.float32)
+    dst = src + np.array(
+        [[rng.uniform(-m, m) * ww, rng.uniform(-m, m) * hh] for _ in range(4)], dtype=np.float32
+    )
     M = cv2.getPerspectiveTransform(src, dst)
     ang = rng.uniform(-4, 4)
     R = cv2.getRotationMatrix2D((ww / 2, hh / 2), ang, 1.0)
@@ -147,7 +151,7 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
     arr = cv2.warpPerspective(arr, M, (ww, hh), borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.2:  # italic shear
         sh = rng.uniform(-0.25, 0.1)
-        S = np.float32([[1, sh, -sh * hh / 2], [0, 1, 0]])
+        S = np.array([[1, sh, -sh * hh / 2], [0, 1, 0]], dtype=np.float32)
         arr = cv2.warpAffine(arr, S, (ww, hh), borderMode=cv2.BORDER_REPLICATE)
     # crop jitter
     cx0 = rng.randint(0, max(1, pad_l // 2))
@@ -157,10 +161,10 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
     arr = arr[cy0:cy1, cx0:cx1]
     # glare / gradient
     hh, ww = arr.shape[:2]
-    f = arr.astype(np.float32)
+    f: np.ndarray = arr.astype(np.float32)
     if rng.random() < 0.4:
-        gx = np.linspace(rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2), ww)[None, :, None]
-        f = f * gx
+        grad = np.linspace(rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2), ww)[None, :, None]
+        f = f * grad
     if rng.random() < 0.25:
         cxg, cyg = rng.uniform(0, ww), rng.uniform(0, hh)
         rr = rng.uniform(0.2, 0.8) * ww
@@ -175,8 +179,8 @@ def render(rng: random.Random) -> tuple[np.ndarray, str]:
     # low resolution then upsample (small digits in a phone photo)
     if rng.random() < 0.5:
         s = rng.uniform(0.25, 0.8)
-        pim = pim.resize((max(8, int(ww * s)), max(6, int(hh * s))), Image.BILINEAR).resize(
-            (ww, hh), Image.BILINEAR
+        pim = pim.resize((max(8, int(ww * s)), max(6, int(hh * s))), Image.Resampling.BILINEAR).resize(
+            (ww, hh), Image.Resampling.BILINEAR
         )
     if rng.random() < 0.4:
         pim = pim.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0)))
@@ -209,7 +213,7 @@ def build_dataset(n: int, seed: int, procs: int) -> tuple[np.ndarray, list[str]]
     return np.concatenate([x for x, _ in parts]), [t for _, ys in parts for t in ys]
 
 
-def make_model():  # type: ignore[no-untyped-def]
+def make_model():
     import torch.nn as nn
 
     def block(i: int, o: int) -> list[nn.Module]:
@@ -237,7 +241,7 @@ def make_model():  # type: ignore[no-untyped-def]
                 nn.Conv1d(96, len(ALPHABET) + 1, 1),
             )
 
-        def forward(self, x):  # type: ignore[no-untyped-def]
+        def forward(self, x):
             y = self.f(x).squeeze(2)  # B x C x T
             y = self.seq(y)  # B x K x T
             return y.permute(0, 2, 1).log_softmax(-1)  # B x T x K

@@ -120,7 +120,7 @@ def _glyph(ch: str, font: ImageFont.FreeTypeFont, rng: random.Random, h_target: 
 
     sw = rng.choice([0, 0, 0, 1, 2])
     bb = font.getbbox(ch, stroke_width=sw)
-    tmp = Image.new("L", (bb[2] - bb[0] + 8, bb[3] - bb[1] + 8), 0)
+    tmp = Image.new("L", (int(bb[2] - bb[0]) + 8, int(bb[3] - bb[1]) + 8), 0)
     ImageDraw.Draw(tmp).text(
         (4 - bb[0], 4 - bb[1]), ch, font=font, fill=255, stroke_width=sw, stroke_fill=255
     )
@@ -141,7 +141,7 @@ def _glyph(ch: str, font: ImageFont.FreeTypeFont, rng: random.Random, h_target: 
     return a
 
 
-def _paste(canvas: np.ndarray, mask: np.ndarray, x: int, y: int, colour: tuple[int, int, int]) -> None:
+def _paste(canvas: np.ndarray, mask: np.ndarray, x: int, y: int, colour: tuple[int, ...]) -> None:
     h, w = mask.shape
     H, W = canvas.shape[:2]
     x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
@@ -149,7 +149,7 @@ def _paste(canvas: np.ndarray, mask: np.ndarray, x: int, y: int, colour: tuple[i
         return
     m = mask[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32)[..., None] / 255.0
     region = canvas[y0:y1, x0:x1].astype(np.float32)
-    canvas[y0:y1, x0:x1] = (region * (1 - m) + np.float32(colour) * m).astype(np.uint8)
+    canvas[y0:y1, x0:x1] = (region * (1 - m) + np.array(colour, dtype=np.float32) * m).astype(np.uint8)
 
 
 def render(rng: random.Random) -> tuple[np.ndarray, int]:
@@ -162,6 +162,8 @@ def render(rng: random.Random) -> tuple[np.ndarray, int]:
         target = None  # the slot lands on a digit, an emblem, a bolt or nothing
     else:
         target = ch if ch != "#" else None
+    bgc: tuple[int, ...]
+    fgc: tuple[int, ...]
     (bgc, fgc) = rng.choices([s for s, _ in SCHEMES], weights=[w for _, w in SCHEMES])[0]
     jit = lambda c: tuple(int(np.clip(v + rng.randint(-30, 30), 0, 255)) for v in c)  # noqa: E731
     bgc, fgc = jit(bgc), jit(fgc)
@@ -190,7 +192,7 @@ def render(rng: random.Random) -> tuple[np.ndarray, int]:
     margin = int(dh * 0.6)
     W = margin * 2 + int(sum(m.shape[1] for _, m, _ in seq) + gap * (len(seq) + 1))
     H = int(dh * 2.2)
-    canvas = np.zeros((H, W, 3), np.uint8)
+    canvas: np.ndarray = np.zeros((H, W, 3), np.uint8)
     canvas[:] = bgc
     y_text = (H - dh) // 2
     x = margin
@@ -206,19 +208,21 @@ def render(rng: random.Random) -> tuple[np.ndarray, int]:
         if kind == "s":
             x += int(gap * rng.uniform(0.0, 0.8))
     if ch == "#" and rng.random() < 0.25:  # a bolt or an emblem in the slot
-        cx, cy = int(sum(syl_span) / 2), y_text + rng.randint(0, dh)
-        r = rng.randint(3, max(4, dh // 4))
+        bx, by = int(sum(syl_span) / 2), y_text + rng.randint(0, dh)
+        radius = rng.randint(3, max(4, dh // 4))
         cv2.circle(
             canvas,
-            (cx, cy),
-            r,
+            (bx, by),
+            radius,
             fgc if rng.random() < 0.5 else (128, 128, 128),
             -1 if rng.random() < 0.5 else 2,
         )
     # perspective / rotation of the whole row
     m_ = rng.uniform(0, 0.06)
-    src = np.float32([[0, 0], [W, 0], [W, H], [0, H]])
-    dst = src + np.float32([[rng.uniform(-m_, m_) * H * 2, rng.uniform(-m_, m_) * H] for _ in range(4)])
+    src = np.array([[0, 0], [W, 0], [W, H], [0, H]], dtype=np.float32)
+    dst = src + np.array(
+        [[rng.uniform(-m_, m_) * H * 2, rng.uniform(-m_, m_) * H] for _ in range(4)], dtype=np.float32
+    )
     M = cv2.getPerspectiveTransform(src, dst)
     canvas = cv2.warpPerspective(canvas, M, (W, H), borderMode=cv2.BORDER_REPLICATE)
     # the reader's cut: the line box is the text height with the detector's padding; the slot runs
@@ -235,7 +239,7 @@ def render(rng: random.Random) -> tuple[np.ndarray, int]:
     crop = canvas[max(0, int(y0)) : min(H, math.ceil(y1)), max(0, int(x0)) : min(W, math.ceil(x1))]
     if crop.shape[0] < 4 or crop.shape[1] < 3:
         crop = canvas[y_text : y_text + dh, int(syl_span[0]) : int(syl_span[1]) + 2]
-    f = crop.astype(np.float32)
+    f: np.ndarray = crop.astype(np.float32)
     # light: gradients, low contrast, night exposure, glare
     r = rng.random()
     if r < 0.3:
@@ -255,11 +259,11 @@ def render(rng: random.Random) -> tuple[np.ndarray, int]:
     # resolution: real slots are 12-45 px tall
     s = rng.uniform(12, 45) / pim.size[1]
     w2, h2 = pim.size
-    small = pim.resize((max(3, int(w2 * s)), max(4, int(h2 * s))), Image.BILINEAR)
+    small = pim.resize((max(3, int(w2 * s)), max(4, int(h2 * s))), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         pim = small
     else:
-        pim = small.resize((w2, h2), Image.BICUBIC)
+        pim = small.resize((w2, h2), Image.Resampling.BICUBIC)
     if rng.random() < 0.4:
         pim = pim.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     if rng.random() < 0.2:
@@ -294,7 +298,7 @@ def build(n: int, seed: int, procs: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
 
 
-def make_model():  # type: ignore[no-untyped-def]
+def make_model():
     import torch.nn as nn
 
     def block(i: int, o: int) -> list[nn.Module]:
@@ -316,7 +320,7 @@ def make_model():  # type: ignore[no-untyped-def]
     )
 
 
-def _augment_batch(x):  # type: ignore[no-untyped-def]
+def _augment_batch(x):
     """Cheap on-the-fly variety on top of the rendered set: random shifts by up to 2 px."""
     import torch
 

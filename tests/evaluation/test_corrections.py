@@ -64,6 +64,7 @@ async def test_a_correction_yields_a_new_version_that_supersedes_the_first(
     )
     assert (r.status, (await r.json())["error"]["code"]) == (409, "reading_not_verified")
     audit = await conn.fetchrow("select * from audit_log where action = 'reading.correct'")
+    assert audit is not None
     assert audit["actor_id"] == "kim" and json.loads(audit["after"])["corrected_by"] == fixed
 
     # The correction is verified now, so the first round whose cutoff follows it sees it.
@@ -74,6 +75,7 @@ async def test_a_correction_yields_a_new_version_that_supersedes_the_first(
     assert [r["version"] for r in rows] == [1, 2] and rows[0]["superseded_by"] == rows[1]["id"]
     assert (rows[0]["actual_km"], rows[1]["actual_km"]) == (Decimal("5000.0"), Decimal("4000.0"))
     out = await conn.fetchrow("select * from outbox where period_result_id = $1", rows[1]["id"])
+    assert out is not None
     assert out["supersedes_event_id"] == rows[0]["event_id"]
 
 

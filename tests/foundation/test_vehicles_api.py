@@ -307,6 +307,7 @@ async def test_enrolment_is_audited(client: TestClient, make_token: TokenFactory
     row = await pool.fetchrow(
         "select * from audit_log where entity = 'vehicle' and entity_id = $1", str(v["id"])
     )
+    assert row is not None
     assert row["action"] == "vehicle.enrol"
     assert row["actor_role"] == "citizen"
     assert row["after"]["vin"] == v["vin"]

@@ -101,7 +101,7 @@ def test_tesseract_in_process_reads_a_rendered_syllable() -> None:
     assert tess.recognize(np.asarray(im), "kor", 10, hangul.PLATE_SYLLABLES) == got
 
 
-def test_claimed_mode_quick_look_and_full_reading_agree(gen) -> None:  # type: ignore[no-untyped-def]
+def test_claimed_mode_quick_look_and_full_reading_agree(gen) -> None:
     """A claim confirmed by the quick look (small detector input) is the value a full reading
     confirms; a wrong claim falls through to the full reading and is still refused."""
     rng = random.Random(11)
@@ -114,7 +114,7 @@ def test_claimed_mode_quick_look_and_full_reading_agree(gen) -> None:  # type: i
     assert wrong.claim_confirmed is False and "claim_mismatch" in wrong.reasons
 
 
-def test_a_digit_the_detector_leaves_out_is_taken_in(gen) -> None:  # type: ignore[no-untyped-def]
+def test_a_digit_the_detector_leaves_out_is_taken_in(gen) -> None:
     """A seven-segment "1" after a wide gap falls outside the detector's box; the reading must
     take it in, or at least never auto-accept (or confirm) the number without it."""
     rng = random.Random(11)
@@ -137,7 +137,7 @@ def test_quick_reads_see_digits_and_full_reads_match_ppocr() -> None:
     assert not quick.padded_fully and quick.padded == quick.width
 
 
-def test_plate_claim_with_and_without_the_region(gen) -> None:  # type: ignore[no-untyped-def]
+def test_plate_claim_with_and_without_the_region(gen) -> None:
     """Re-issued plates drop the region, so the enrolled plate may or may not carry it: both
     forms are confirmed on a regional plate, a contradicting region or syllable is not."""
     from ocr import read_plate

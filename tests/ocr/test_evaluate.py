@@ -27,7 +27,7 @@ def test_char_accuracy() -> None:
     assert abs(char_accuracy("12345", "123456") - 5 / 6) < 1e-9
 
 
-def test_evaluate_cli_on_synthetic_manifest(gen, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_cli_on_synthetic_manifest(gen, tmp_path: Path) -> None:
     rng = random.Random(11)
     rows = ["path,kind,expected"]
     for i, style in enumerate(["lcd", "tft"]):

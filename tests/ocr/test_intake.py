@@ -28,7 +28,7 @@ def _png(im: Image.Image) -> bytes:
 def _scene(w: int = 640, h: int = 480) -> Image.Image:
     rng = np.random.default_rng(0)
     a = (rng.random((h // 16, w // 16, 3)) * 255).astype(np.uint8)
-    return Image.fromarray(a).resize((w, h), Image.NEAREST)
+    return Image.fromarray(a).resize((w, h), Image.Resampling.NEAREST)
 
 
 BAD_INPUTS = {
@@ -198,7 +198,7 @@ def test_phash_is_orientation_corrected_and_reuse_detectable() -> None:
     # same photo stored rotated with an EXIF tag that rotates it back
     b = inspect_image(_jpeg(im.rotate(90, expand=True), exif=_exif(6)))
     c = inspect_image(_jpeg(im.resize((320, 240)), quality=50) if False else _jpeg(im.resize((320, 240))))
-    other = inspect_image(_jpeg(_scene(640, 480).transpose(Image.FLIP_TOP_BOTTOM)))
+    other = inspect_image(_jpeg(_scene(640, 480).transpose(Image.Transpose.FLIP_TOP_BOTTOM)))
     assert phash_distance(a.phash, b.phash) <= 6
     assert phash_distance(a.phash, c.phash) <= 6
     assert phash_distance(a.phash, other.phash) > 10
@@ -210,7 +210,7 @@ def test_quality_gate() -> None:
     assert dark.ok and "retake_dark" in dark.reasons and not dark.quality_ok
     white = inspect_image(_jpeg(Image.new("RGB", (640, 480), (255, 255, 255))))
     assert "retake_overexposed" in white.reasons
-    blurry = inspect_image(_jpeg(_scene().resize((40, 30)).resize((640, 480), Image.BILINEAR)))
+    blurry = inspect_image(_jpeg(_scene().resize((40, 30)).resize((640, 480), Image.Resampling.BILINEAR)))
     assert "retake_blurry" in blurry.reasons
     tiny = inspect_image(_jpeg(_scene(100, 80)))
     assert "retake_low_resolution" in tiny.reasons

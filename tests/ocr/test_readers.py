@@ -10,12 +10,12 @@ from ocr import read_odometer, read_plate
 from ocr.types import OdometerRead, PlateRead
 
 
-def _jpeg(gen, im) -> bytes:  # type: ignore[no-untyped-def]
+def _jpeg(gen, im) -> bytes:
     return gen.to_jpeg(im)
 
 
 @pytest.mark.parametrize("style", ["lcd", "amber", "tft"])
-def test_odometer_synthetic_dashboard(gen, style: str) -> None:  # type: ignore[no-untyped-def]
+def test_odometer_synthetic_dashboard(gen, style: str) -> None:
     rng = random.Random(sum(map(ord, style)))
     hits = 0
     for _i in range(4):
@@ -33,7 +33,7 @@ def test_odometer_synthetic_dashboard(gen, style: str) -> None:  # type: ignore[
     assert hits >= 3
 
 
-def test_odometer_claims(gen) -> None:  # type: ignore[no-untyped-def]
+def test_odometer_claims(gen) -> None:
     rng = random.Random(5)
     odo = 274384
     data = _jpeg(gen, gen.render_dashboard(odo, rng, trip=210.3, style="lcd", effects=0.4))
@@ -46,7 +46,7 @@ def test_odometer_claims(gen) -> None:  # type: ignore[no-untyped-def]
     assert bad.claim_confirmed is False and "claim_invalid" in bad.reasons
 
 
-def test_no_odometer_in_frame(gen) -> None:  # type: ignore[no-untyped-def]
+def test_no_odometer_in_frame(gen) -> None:
     rng = random.Random(9)
     data = _jpeg(gen, gen.render_plate_photo("12가3456", "white", rng, scene=True, effects=0.3))
     r = read_odometer(data)
@@ -62,7 +62,7 @@ def test_no_odometer_in_frame(gen) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("style", ["white", "white3", "ev", "yellow"])
-def test_plate_synthetic_closeup(gen, style: str) -> None:  # type: ignore[no-untyped-def]
+def test_plate_synthetic_closeup(gen, style: str) -> None:
     rng = random.Random(len(style))
     hits = 0
     n = 3
@@ -77,7 +77,7 @@ def test_plate_synthetic_closeup(gen, style: str) -> None:  # type: ignore[no-un
     assert hits >= 2
 
 
-def test_plate_claims(gen) -> None:  # type: ignore[no-untyped-def]
+def test_plate_claims(gen) -> None:
     rng = random.Random(3)
     data = _jpeg(gen, gen.render_plate_photo("34나5678", "white", rng, scene=False, effects=0.3))
     assert read_plate(data, "34나5678").claim_confirmed is True
@@ -88,14 +88,14 @@ def test_plate_claims(gen) -> None:  # type: ignore[no-untyped-def]
     assert bad.claim_confirmed is False and "claim_invalid" in bad.reasons
 
 
-def test_no_plate_in_frame(gen) -> None:  # type: ignore[no-untyped-def]
+def test_no_plate_in_frame(gen) -> None:
     rng = random.Random(2)
     data = _jpeg(gen, gen.render_dashboard(123456, rng, trip=12.5, style="lcd"))
     p = read_plate(data)
     assert not p.auto_accept
 
 
-def test_results_serialise(gen) -> None:  # type: ignore[no-untyped-def]
+def test_results_serialise(gen) -> None:
     rng = random.Random(4)
     data = _jpeg(gen, gen.render_dashboard(65432, rng, style="tft"))
     r = read_odometer(data)
@@ -103,7 +103,7 @@ def test_results_serialise(gen) -> None:  # type: ignore[no-untyped-def]
     assert r.engine is not None and r.elapsed_ms > 0
 
 
-def test_odometer_thousands_separator_is_not_a_trip_decimal(gen) -> None:  # type: ignore[no-untyped-def]
+def test_odometer_thousands_separator_is_not_a_trip_decimal(gen) -> None:
     rng = random.Random(21)
     ok = 0
     for _ in range(3):

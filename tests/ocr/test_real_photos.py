@@ -7,7 +7,7 @@ import json
 from ocr.evaluate import evaluate
 
 
-def test_real_photos_yardstick(real_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_photos_yardstick(real_dir) -> None:
     res = evaluate(real_dir / "manifest.csv")
     print(json.dumps(res, ensure_ascii=False))
     odo, plate = res["odometer"], res["plate"]

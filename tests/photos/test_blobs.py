@@ -8,7 +8,7 @@ and moto are installed; otherwise those tests are skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,7 @@ def test_settings_choose_the_store(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> AsyncIterator[str]:
+def s3_endpoint() -> Iterator[str]:
     pytest.importorskip("aiobotocore")
     server_mod = pytest.importorskip("moto.server")
     port = free_port()

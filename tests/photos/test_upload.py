@@ -17,7 +17,7 @@ from tests.photos.conftest import Citizen, enrol, form, now_seoul, upload, wait_
 from tests.photos.synth import dashboard_jpeg, plate_jpeg, png_bytes, reencode
 
 
-def photos(c: Citizen, km: int = 123456, seed: int = 0, captured=None) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-def]
+def photos(c: Citizen, km: int = 123456, seed: int = 0, captured=None) -> tuple[bytes, bytes]:
     at = captured if captured is not None else now_seoul() - timedelta(minutes=5)
     return dashboard_jpeg(km, at, seed=seed), plate_jpeg(c.plate, at, seed=seed)
 
@@ -46,6 +46,7 @@ async def test_confirmed_photos_become_a_verified_start_reading(
     assert done["reasons"] == []
     assert done["status_message_ko"]
     reading = await pool.fetchrow("select * from readings where id = $1", done["reading_id"])
+    assert reading is not None
     assert reading["odometer_m"] == 123_456_000
     assert reading["source"] == "photo"
     assert reading["submission_id"] == body["id"]
@@ -108,6 +109,7 @@ async def test_a_photo_reused_by_anyone_goes_to_review(
         and "reused_photo" not in codes
     )
     dispute = await pool.fetchrow("select * from disputes where submission_id = $1", similar["id"])
+    assert dispute is not None
     assert dispute["kind"] == "photo" and dispute["status"] == "open"
     assert "similar_to_earlier_photo" in dispute["reasons"]
 
@@ -124,6 +126,7 @@ async def test_every_reason_reaches_the_dispute(
     assert done["status"] == "in_review"
     assert codes == {"plate_mismatch", "odometer_differs_from_claim", "captured_too_long_before_upload"}
     dispute = await pool.fetchrow("select * from disputes where submission_id = $1", done["id"])
+    assert dispute is not None
     assert set(dispute["reasons"]) == codes
     assert dispute["district"] == "강남구"
 
@@ -158,6 +161,7 @@ async def test_a_poison_photo_ends_in_review_not_in_a_loop(
     assert done["status"] == "in_review"
     assert [x["code"] for x in done["reasons"]] == ["ocr_failed"]
     job = await pool.fetchrow("select * from ocr_jobs where submission_id = $1", done["id"])
+    assert job is not None
     assert job["status"] == "failed" and job["attempts"] == job["max_attempts"] == 3
     assert "worker_died" in job["last_error"]
 

@@ -100,6 +100,7 @@ async def test_reviewer_claims_and_resolves_through_the_forms(
     )
     assert r.status == 303 and r.headers["Location"] == f"/review?done={case.dispute_id}"
     d = await pool.fetchrow("select * from disputes where id = $1", case.dispute_id)
+    assert d is not None
     assert (d["resolution"], d["resolved_value_m"], d["resolution_note"]) == (
         "corrected",
         33_333_000,

@@ -20,7 +20,7 @@ def district() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
-async def claim(client: TestClient, headers: dict[str, str], where: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+async def claim(client: TestClient, headers: dict[str, str], where: str) -> tuple[int, dict]:
     r = await client.post("/v1/disputes/claim", json={"district": where}, headers=headers)
     return r.status, (await r.json() if r.status == 200 else {})
 
@@ -95,8 +95,10 @@ async def test_accepting_the_ocr_value_verifies_the_reading_and_keeps_the_label(
     assert d["status"] == "resolved" and d["resolution"] == "accepted" and d["resolved_value_m"] == 61_234_000
     assert d["resolved_by"] == h["X-Subject"]
     sub = await pool.fetchrow("select * from photo_submissions where id = $1", case.submission_id)
+    assert sub is not None
     assert sub["status"] == "accepted"
     reading = await pool.fetchrow("select * from readings where id = $1", sub["reading_id"])
+    assert reading is not None
     assert reading["odometer_m"] == 61_234_000 and reading["source"] == "reviewer"
     assert reading["approved_at"] is not None and reading["submission_id"] == case.submission_id
     assert (
@@ -114,6 +116,7 @@ async def test_accepting_the_ocr_value_verifies_the_reading_and_keeps_the_label(
         "select * from audit_log where entity = 'dispute' and entity_id = $1 and action = 'dispute.resolve'",
         str(case.dispute_id),
     )
+    assert audit is not None
     assert audit["actor_role"] == "reviewer" and audit["actor_id"] == h["X-Subject"]
     assert audit["before"]["status"] == "open" and audit["after"]["resolution"] == "accepted"
     assert audit["after"]["reading_id"] == reading["id"]
@@ -136,6 +139,7 @@ async def test_a_correction_is_kept_as_labelled_data(
     label = await pool.fetchrow(
         "select * from ocr_labels where dispute_id = $1 and kind = 'odometer'", case.dispute_id
     )
+    assert label is not None
     assert (label["photo_sha256"], label["true_value"], label["ocr_value"], label["source"]) == (
         case.dashboard_sha256,
         "70001",

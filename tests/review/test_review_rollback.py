@@ -68,6 +68,7 @@ async def test_accept_overrules_the_decrease_and_opens_the_next_case(
     )
     # the second decrease is now the car's open case
     nxt = await pool.fetchrow("select * from disputes where vehicle_id = $1 and status = 'open'", vehicle_id)
+    assert nxt is not None
     assert nxt["kind"] == "rollback" and nxt["quarantined_reading_id"] == quarantined[1]
     r = await client.post("/v1/disputes/claim", json={"district": where}, headers=h)
     assert (await r.json())["id"] == nxt["id"]
@@ -104,4 +105,5 @@ async def test_correct_stores_the_true_value_checked(
     row = await pool.fetchrow(
         "select * from readings where vehicle_id = $1 and source = 'reviewer'", vehicle_id
     )
+    assert row is not None
     assert row["odometer_m"] == 10_800_000 and row["approved_at"] is not None

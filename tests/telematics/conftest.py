@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingest import broker
 from storage.providers import create_provider
@@ -163,7 +163,7 @@ class ProjectBroker:
         self,
         provider: Provider,
         client_id: str | None = None,
-        protocol: int = mqtt.MQTTv311,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv311,
         inflight: int = 200,
     ) -> mqtt.Client:
         """A connected provider client (paho), publishing QoS 1 with a persistent session."""

@@ -119,7 +119,9 @@ async def stored_exactly_once(
                from ingest_counts where provider_id = $1"""
     counts: dict[str, int] = {}
     for _ in range(3000):
-        counts = dict(await pool.fetchrow(query, provider.id))
+        now = await pool.fetchrow(query, provider.id)
+        assert now is not None
+        counts = dict(now)
         if counts["accepted"] >= total:
             break
         await asyncio.sleep(0.05)
@@ -128,12 +130,15 @@ async def stored_exactly_once(
         "select count(*) as n, count(distinct provider_event_id) as events from readings where provider_id = $1",
         provider.id,
     )
+    assert row is not None
     assert (row["n"], row["events"]) == (total, total), (dict(row), counts)
     assert (
         await pool.fetchval("select count(*) from quarantined_readings where provider_id = $1", provider.id)
         == 0
     )
-    counts = dict(await pool.fetchrow(query, provider.id))
+    final = await pool.fetchrow(query, provider.id)
+    assert final is not None
+    counts = dict(final)
     assert counts["accepted"] == total
     return counts
 
@@ -244,11 +249,13 @@ async def test_two_services_split_the_load_and_store_each_reading_once(
     stream.join()
     with logs_on_failure(*services):
         await stored_exactly_once(pool, provider, total=20_000)
+
+    def metrics(url: str) -> str:
+        return urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+
     shares = []
     for s in services:
-        text = await asyncio.to_thread(
-            lambda s=s: urllib.request.urlopen(s.url + "/metrics", timeout=5).read().decode()
-        )
+        text = await asyncio.to_thread(metrics, s.url)
         line = next(
             (
                 ln

@@ -254,7 +254,7 @@ async def test_a_message_the_database_refuses_is_kept_raw_and_the_rest_flows(
     import ingest.mqtt_consumer as consumer_module
     from storage.readings import store_batch as real_store_batch
 
-    async def refusing(conn: object, items: list, **kw: object) -> object:  # type: ignore[type-arg]
+    async def refusing(conn: object, items: list, **kw: object) -> object:
         if any(i.reading is not None and i.reading.event_id == "poison" for i in items):
             raise asyncpg.exceptions.DataError("refused for the test")
         return await real_store_batch(conn, items, **kw)  # type: ignore[arg-type]
@@ -275,6 +275,7 @@ async def test_a_message_the_database_refuses_is_kept_raw_and_the_rest_flows(
         row = await pool.fetchrow(
             "select reasons, raw from quarantined_readings where provider_id = $1", p.id
         )
+        assert row is not None
         assert row["reasons"] == ["storage_rejected"] and '"poison"' in row["raw"]
     finally:
         publisher.loop_stop()

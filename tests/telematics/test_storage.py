@@ -7,12 +7,13 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import asyncpg
 
 from storage.readings import BatchItem, NewReading, store_batch, store_verified_reading
 from telematics.payload import parse_mqtt_payload
-from telematics.reading import OdometerReading
+from telematics.reading import OdometerReading, Rejected
 from tests.telematics.conftest import Car, enrol_cars, make_provider
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -57,6 +58,7 @@ async def test_store_then_replay_counts_duplicates(pool: asyncpg.Pool) -> None:
         "select sum(accepted) a, sum(duplicates) d, sum(quarantined) q from ingest_counts where provider_id = $1",
         p.id,
     )
+    assert counts is not None
     assert (counts["a"], counts["d"], counts["q"]) == (5, 10, 0)
 
 
@@ -113,6 +115,7 @@ async def test_rollback_opens_one_case_per_car(pool: asyncpg.Pool) -> None:
     d = await pool.fetchrow(
         "select * from disputes where vehicle_id = $1 and kind = 'rollback' and status = 'open'", car.id
     )
+    assert d is not None
     assert d["district"] == "강남구" and d["reasons"] == ["odometer_decreased"]
     assert d["details"]["before"]["odometer_m"] == 50_000_000
     q = await pool.fetch(
@@ -161,13 +164,16 @@ async def test_unknown_cars_consent_and_the_future(pool: asyncpg.Pool) -> None:
     row = await pool.fetchrow(
         "select vin, vehicle_id, raw from quarantined_readings where id = $1", out.items[3].quarantine_id
     )
+    assert row is not None
     assert (row["vin"], row["vehicle_id"]) == (ghost.vin, None)
 
 
 async def test_unreadable_payloads_are_quarantined_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         p = await make_provider(conn)
-        bad = [BatchItem(p.id, NOW, rejected=a) for a in parse_mqtt_payload(b'{"odometer": NaN}')]
+        bad = [
+            BatchItem(p.id, NOW, rejected=cast(Rejected, a)) for a in parse_mqtt_payload(b'{"odometer": NaN}')
+        ]
         first = await store_batch(conn, bad + bad)
         again = await store_batch(conn, bad)
     assert [o.status for o in first.items] == ["quarantined", "duplicate"]
