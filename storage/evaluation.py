@@ -197,6 +197,7 @@ cross join lateral (
 ) b
 """
 
+
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -445,6 +446,20 @@ async def current_results(conn: Conn | asyncpg.Pool, participation_id: int) -> l
     """Every version of a participation's result, newest first."""
     return await conn.fetch(
         "select * from period_results where participation_id = $1 order by version desc", participation_id
+    )
+
+
+async def results_with_delivery(conn: Conn | asyncpg.Pool, participation_id: int) -> list[asyncpg.Record]:
+    """Every version of a participation's result, newest first, with its baseline derivation (as
+    the reward calculator receives it) and the delivery state of its outbox event."""
+    return await conn.fetch(
+        """select r.*, cm_baseline_derivation(r) as derivation, o.status as delivery,
+                  o.delivered_at
+           from period_results r
+           left join outbox o on o.event_id = r.event_id  -- (the unique index; a result's event)
+           where r.participation_id = $1
+           order by r.version desc""",
+        participation_id,
     )
 
 

@@ -13,6 +13,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "photos",
     "providers",
     "readings",
+    "results",
     "review",
     "vehicles",
 )

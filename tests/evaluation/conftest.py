@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from ingest.app import create_app
 from storage.db import create_pool
+from tests.conftest import make_settings
 
 
 @pytest.fixture
@@ -33,3 +37,11 @@ async def conn(fresh_database_url: str, eval_pool: asyncpg.Pool) -> AsyncIterato
         assert orphans is not None and (orphans["results"], orphans["outbox"]) == (0, 0), dict(orphans or {})
     finally:
         await c.close()
+
+
+@pytest.fixture
+async def http(fresh_database_url: str, eval_pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[TestClient]:
+    """The HTTP API on the test's database."""
+    app = create_app(make_settings(fresh_database_url, tmp_path / "data"), eval_pool)
+    async with TestClient(TestServer(app)) as c:
+        yield c

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from storage.tokens import create_token
+
 SEOUL = ZoneInfo("Asia/Seoul")
 
 
@@ -181,6 +183,14 @@ async def stream(
 
 
 async def pointers(conn: asyncpg.Connection, pid: int) -> tuple[int | None, int | None]:
-    row = await conn.fetchrow("select start_reading_id, end_reading_id from participations where id = $1", pid)
+    row = await conn.fetchrow(
+        "select start_reading_id, end_reading_id from participations where id = $1", pid
+    )
     assert row is not None
     return row[0], row[1]
+
+
+async def bearer(pool: asyncpg.Pool, role: str, subject: str) -> dict[str, str]:
+    """An Authorization header for a new token of `role` for `subject`."""
+    async with pool.acquire() as c:
+        return {"Authorization": f"Bearer {(await create_token(c, role, subject))[1]}"}

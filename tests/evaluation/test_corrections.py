@@ -4,34 +4,16 @@ after writes a new result version whose outbox event supersedes the first."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from ingest.app import create_app
 from prorate.rounds import parse_round
 from storage.evaluation import evaluate_round
-from storage.tokens import create_token
-from tests.conftest import make_settings
 
-from .helpers import make_car, make_participation, pointers
-
-
-@pytest.fixture
-async def http(fresh_database_url: str, eval_pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[TestClient]:
-    app = create_app(make_settings(fresh_database_url, tmp_path / "data"), eval_pool)
-    async with TestClient(TestServer(app)) as c:
-        yield c
-
-
-async def bearer(pool: asyncpg.Pool, role: str, subject: str) -> dict[str, str]:
-    async with pool.acquire() as c:
-        return {"Authorization": f"Bearer {(await create_token(c, role, subject))[1]}"}
+from .helpers import bearer, make_car, make_participation, pointers
 
 
 async def test_a_correction_yields_a_new_version_that_supersedes_the_first(
