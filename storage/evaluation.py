@@ -463,6 +463,21 @@ async def results_with_delivery(conn: Conn | asyncpg.Pool, participation_id: int
     )
 
 
+async def current_results_of_owner(conn: Conn | asyncpg.Pool, owner_id: str, limit: int = 20) -> list[asyncpg.Record]:
+    """The current version of each result of an owner's participations, latest period first."""
+    return await conn.fetch(
+        """select r.*, v.plate
+           from period_results r
+           join participations p on p.id = r.participation_id
+           join vehicles v on v.id = p.vehicle_id
+           where v.owner_id = $1 and r.superseded_by is null
+           order by r.end_date desc, r.id desc
+           limit $2""",
+        owner_id,
+        limit,
+    )
+
+
 class _DryRun(Exception):
     """Raised inside the transaction to roll a dry run back."""
 

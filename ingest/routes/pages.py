@@ -48,6 +48,7 @@ from ingest.routes.review import dispute_detail, photo_response
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from prorate.calendar import SEOUL
 from storage.disputes import REJECTION_REASONS, QueueFilter, count_open, get_dispute, list_disputes
+from storage.evaluation import current_results_of_owner
 from storage.photos import submissions_of_owner
 from storage.tokens import find_token
 from storage.vehicles import list_vehicles, participations_of
@@ -350,6 +351,7 @@ async def upload_page(request: web.Request, error: str | None = None, status: in
         session=session,
         participations=await _participations(request, owner),
         recent=await submissions_of_owner(request.app[POOL], owner, 10),
+        results=await current_results_of_owner(request.app[POOL], owner, 10),
         error=error,
     )
 
