@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -151,15 +152,31 @@ def publisher(args: argparse.Namespace) -> None:
             body = topic + struct.pack("!H", pid) + payload
             packets.append(b"\x32" + _remaining_length(len(body)) + body)
             i += 1
-    sock = socket.create_connection(("127.0.0.1", args.port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     variable = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 60)
     payload = _utf8(f"bench-{uuid.uuid4().hex[:8]}") + _utf8(args.provider) + _utf8(args.password)
     connect = variable + payload
-    sock.sendall(b"\x10" + _remaining_length(len(connect)) + connect)
-    connack = sock.recv(4)
-    if len(connack) < 4 or connack[3] != 0:
-        raise SystemExit(f"publisher: CONNACK refused: {connack!r}")
+    # A few tries: once in a while the broker refused the very first connection of a run.
+    for attempt in range(20):
+        try:
+            sock = socket.create_connection(("127.0.0.1", args.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(b"\x10" + _remaining_length(len(connect)) + connect)
+            connack = b""
+            while len(connack) < 4:
+                chunk = sock.recv(4 - len(connack))
+                if not chunk:
+                    break
+                connack += chunk
+        except OSError as e:
+            connack = repr(e).encode()
+        if len(connack) == 4 and connack[3] == 0:
+            break
+        print(f"publisher: connection {attempt + 1} refused: {connack!r}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError, UnboundLocalError):
+            sock.close()
+        time.sleep(0.25)
+    else:
+        raise SystemExit("publisher: the broker refused every connection")
     print("ready", flush=True)
     sys.stdin.readline()  # go
     acked = 0
