@@ -254,7 +254,12 @@ with i as materialized ({_INPUTS}), c as materialized ({_BASELINE}), f as (
            (f.program = 'annual' and f.rnum > 0 and f.bnum > 0) as earns
     from f
 )
-select h.*, cur.id as prev_result_id, cur.event_id as prev_event_id,
+-- (only what the writes and the counts read: a narrow row halves the temporary table)
+select h.participation_id, h.program, h.rule_set, h.season_year, h.vehicle_id, h.owner_id,
+       h.district, h.start_id, h.end_id, h.start_m, h.end_m, h.s_date, h.e_date, h.problem,
+       h.method, h.num, h.den, h.hist_from, h.hist_days, h.hist_m, h.district_table, h.days,
+       h.actual_m, h.bnum, h.rnum, h.season_days,
+       cur.id as prev_result_id, cur.event_id as prev_event_id,
        coalesce(cur.version, 0) + 1 as version,
        case when h.earns then {points} else 0 end as points,
        case when h.program <> 'annual' then null
