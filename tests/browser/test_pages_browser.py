@@ -170,3 +170,30 @@ async def test_two_browser_sessions_never_get_the_same_dispute(service: Service,
     await pages[0].wait_for_url(f"**/review/disputes/{got[0]}")  # it still holds its own
     for ctx in contexts:
         await ctx.close()
+
+
+async def test_citizen_sees_the_result_of_a_round_on_a_phone(service: Service, browser: Any, tmp_path: Any) -> None:
+    who = enrol(service)
+    pid = who["participation"]["id"]
+    async with db(service) as conn:
+        await conn.execute(
+            """insert into period_results (participation_id, version, round, program, rule_set,
+                   start_reading_id, end_reading_id, start_date, end_date, days, baseline_daily_km,
+                   baseline_km, actual_km, reduction_km, reduction_rate_pct, points, baseline_derivation)
+               values ($1, 1, '2023-05', 'annual', 'seoul-2022', 1, 2, '2022-03-01', '2023-03-02', 366,
+                       30.0, 10980.0, 5490.0, 5490.0, 50.0, 70000, '{}')""",
+            pid,
+        )
+    context = await browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = await context.new_page()
+    await sign_in(page, service, who["token"])
+    await page.goto(service.url + "/upload?lang=ko")
+    card = page.locator("#results")
+    await card.wait_for()
+    text = await card.inner_text()
+    assert "평가 결과" in text and who["vehicle"]["plate"] in text
+    assert "5490.0 km" in text and "70000" in text and "2022-03-01 – 2023-03-02 (366 일)" in text
+    # the card fits the phone's width (no sideways scrolling)
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    await page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
+    await context.close()
