@@ -23,6 +23,12 @@ class Principal:
         return f"{self.role}:{self.subject}"
 
 
+def check_owner(principal: Principal, owner_id: str) -> None:
+    """A citizen acts on its own cars only; staff roles on any."""
+    if principal.role == "citizen" and principal.subject != owner_id:
+        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .sessions import cpu_session
+
 ALPHABET = "0123456789."
 H, W = 32, 128
 MODEL = Path(__file__).parent / "models" / "digits.onnx"
@@ -36,13 +38,7 @@ def preprocess(rgb_or_bgr: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _session():
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 4
-    return ort.InferenceSession(str(MODEL), sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(MODEL)
 
 
 def available() -> bool:

@@ -13,9 +13,12 @@ import cv2
 import numpy as np
 
 from . import tess
+from .sessions import cpu_session
 
 # Plate syllables (the character set needed for decoding; the grammar itself lives in
-# prorate.identifiers) + the syllables of the region names + "#" = not a syllable.
+# prorate.identifiers) + the syllables of the region names + "#" = not a syllable. Both are
+# copies on purpose: their order is the trained model's class order (ocr/models/hangul.onnx), which
+# must not move when the domain's tuples are edited.
 PLATE_SYLLABLES = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주바사아자배하허호"
 REGIONS = (
     "서울",
@@ -67,13 +70,7 @@ def preprocess(bgr: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _session():
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 4
-    return ort.InferenceSession(str(MODEL), sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(MODEL)
 
 
 def available() -> bool:

@@ -295,17 +295,17 @@ def _read(image_bytes: bytes, claimed: str | None) -> PlateRead:
     # 640: close-ups are read at 640 anyway)
     full_side = min(max(dec.bgr.shape[:2]), DET_MAX_SIDE) if dec.bgr is not None else 0
     quick_side = min(CLAIM_FAST_DET_SIDE, int(0.75 * full_side))
-    if claim is not None and _parse(claim) is not None and info.ok and quick_side >= 640:
+    cp = _parse(claim) if claim is not None else None
+    if cp is not None and info.ok and quick_side >= 640:
         # claimed mode: a quick look first (smaller detector input; region names only read when
         # the claim has one); a claim confirmed there is final, anything else gets the full reading
-        cp = _parse(claim)
-        token = _READ_REGIONS.set(cp is not None and cp.region is not None)
+        token = _READ_REGIONS.set(cp.region is not None)
         try:
             quick = _analyse(dec, claim, claimed, quick_side)
         finally:
             _READ_REGIONS.reset(token)
         if quick.claim_confirmed:
-            if cp is not None and cp.region is None:
+            if cp.region is None:
                 quick.auto_accept = False  # read without looking for a region name
             return quick
     return _analyse(dec, claim, claimed, DET_MAX_SIDE)

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .sessions import cpu_session
+
 cv2.setNumThreads(1)
 
 _LOCK = threading.Lock()
@@ -32,26 +34,14 @@ def _model_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 4
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 @lru_cache(maxsize=1)
 def _det():
-    return _session(_model_dir() / "ch_PP-OCRv4_det_infer.onnx")
+    return cpu_session(_model_dir() / "ch_PP-OCRv4_det_infer.onnx")
 
 
 @lru_cache(maxsize=1)
 def _rec():
-    sess = _session(_model_dir() / "ch_PP-OCRv4_rec_infer.onnx")
+    sess = cpu_session(_model_dir() / "ch_PP-OCRv4_rec_infer.onnx")
     chars = sess.get_modelmeta().custom_metadata_map["character"].splitlines()
     vocab = ["<blank>", *chars, " "]
     return sess, vocab

@@ -447,13 +447,6 @@ async def record_run(conn: Conn, staged: StagedRound, started_at: datetime, oper
     return run_id
 
 
-async def current_results(conn: Conn | asyncpg.Pool, participation_id: int) -> list[asyncpg.Record]:
-    """Every version of a participation's result, newest first."""
-    return await conn.fetch(
-        "select * from period_results where participation_id = $1 order by version desc", participation_id
-    )
-
-
 async def results_with_delivery(conn: Conn | asyncpg.Pool, participation_id: int) -> list[asyncpg.Record]:
     """Every version of a participation's result, newest first, with its baseline derivation (as
     the reward calculator receives it) and the delivery state of its outbox event."""

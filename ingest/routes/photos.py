@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ingest.api import ApiError, Reason, respond
-from ingest.auth import Principal
+from ingest.auth import Principal, check_owner
 from ingest.pages.messages import reason_text, status_text
 from ingest.routes import api
 from ingest.state import POOL, REQUEST_ID, SETTINGS
@@ -259,8 +259,7 @@ async def check_participation(request: web.Request, principal: Principal, partic
     p = await get_participation(request.app[POOL], participation_id)
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
-    if principal.role == "citizen" and p["owner_id"] != principal.subject:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+    check_owner(principal, p["owner_id"])
     if p["status"] != "active":
         raise ApiError(409, "participation_ended", "This participation has ended.")
     if stage in ("start", "end") and p[f"{stage}_reading_id"] is not None:
@@ -420,8 +419,7 @@ async def list_submissions(request: web.Request, principal: Principal, body: Non
     p = await get_participation(request.app[POOL], pid)
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
-    if principal.role == "citizen" and p["owner_id"] != principal.subject:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+    check_owner(principal, p["owner_id"])
     rows = await submissions_of(request.app[POOL], pid)
     return respond(SubmissionList(submissions=[submission_out(r) for r in rows]))
 

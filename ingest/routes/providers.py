@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.api import ApiError, Reason, read_body, respond
-from ingest.auth import Principal, require_principal
+from ingest.auth import Principal, check_owner, require_principal
 from ingest.ingestion import limits_from, record
 from ingest.routes import api
 from ingest.state import POOL, REQUEST_ID, SETTINGS
@@ -298,8 +298,7 @@ async def _own_vehicle(request: web.Request, principal: Principal) -> asyncpg.Re
     v = await get_vehicle(request.app[POOL], int(raw))
     if v is None:
         raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
-    if principal.role == "citizen" and principal.subject != v["owner_id"]:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+    check_owner(principal, v["owner_id"])
     return v
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.api import ApiError, Reason, respond
-from ingest.auth import Principal
+from ingest.auth import Principal, check_owner
 from ingest.ingestion import limits_from
 from ingest.routes import api
 from ingest.routes.vehicles import path_id
@@ -78,8 +78,7 @@ async def list_readings(request: web.Request, principal: Principal, body: None) 
     v = await get_vehicle(pool, path_id(request))
     if v is None:
         raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
-    if principal.role == "citizen" and v["owner_id"] != principal.subject:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+    check_owner(principal, v["owner_id"])
     return respond(ReadingList(readings=[_out(r) for r in await readings_of(pool, v["id"])]))
 
 

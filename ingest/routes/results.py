@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from ingest.api import ApiError, respond
-from ingest.auth import Principal
+from ingest.auth import Principal, check_owner
 from ingest.routes import api
 from ingest.routes.vehicles import path_id
 from ingest.state import POOL
@@ -110,7 +110,6 @@ async def list_results(request: web.Request, principal: Principal, body: None) -
     p = await get_participation(pool, pid)
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
-    if principal.role == "citizen" and p["owner_id"] != principal.subject:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
+    check_owner(principal, p["owner_id"])
     rows = await results_with_delivery(pool, pid)
     return respond(PeriodResultList(participation_id=pid, results=[_out(r) for r in rows]))

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from ingest.api import ApiError, Reason, respond
-from ingest.auth import Principal, require_principal
+from ingest.auth import Principal, check_owner, require_principal
 from ingest.routes import api
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from prorate.calendar import seoul_today
@@ -253,11 +253,6 @@ def _rules_for(request: web.Request, on: date) -> RuleSet:
         raise ApiError(422, e.code, e.message) from None
 
 
-def _check_owner(principal: Principal, owner_id: str) -> None:
-    if principal.role == "citizen" and principal.subject != owner_id:
-        raise ApiError(403, "not_your_vehicle", "This car is enrolled by someone else.")
-
-
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
     if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
@@ -364,7 +359,7 @@ async def _load_vehicle(request: web.Request, principal: Principal, vehicle_id: 
     v = await get_vehicle(request.app[POOL], vehicle_id)
     if v is None:
         raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
-    _check_owner(principal, v["owner_id"])
+    check_owner(principal, v["owner_id"])
     return v
 
 
@@ -464,7 +459,7 @@ async def end_participation_op(
     p = await get_participation(pool, pid)
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
-    _check_owner(principal, p["owner_id"])
+    check_owner(principal, p["owner_id"])
     ended_on = body.date or seoul_today()
     if ended_on < p["enrolled_on"]:
         raise ApiError(
