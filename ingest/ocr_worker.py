@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -32,6 +32,9 @@ from ingest.settings import Settings
 from storage.blobs import BlobError, BlobStore
 from storage.jobs import OcrJob, claim_job, fail_job, queue_depth, renew_job
 from storage.photos import JOBS_CHANNEL
+
+if TYPE_CHECKING:  # the readers load in the worker processes only
+    from ocr.types import OdometerRead, PlateRead
 
 log = logging.getLogger("carmileage.ocr")
 
@@ -63,24 +66,24 @@ def _warm_up() -> None:
 
 def analyse_dashboard(data: bytes, claimed_km: int) -> dict[str, Any]:
     """Read the odometer (claimed mode); JSON-ready, with the image intake."""
-    from ocr import inspect_image, read_odometer
+    from ocr import read_odometer
 
     started = time.perf_counter()
-    read = read_odometer(data, claimed_km=claimed_km)
-    intake = read.intake or inspect_image(data)
-    return {
-        "read": read.model_dump(mode="json", exclude={"intake"}),
-        "intake": intake.model_dump(mode="json"),
-        "seconds": time.perf_counter() - started,
-    }
+    return _as_json(read_odometer(data, claimed_km=claimed_km), data, started)
 
 
 def analyse_plate(data: bytes, enrolled_plate: str) -> dict[str, Any]:
     """Read the plate, with the enrolled plate as the claim."""
-    from ocr import inspect_image, read_plate
+    from ocr import read_plate
 
     started = time.perf_counter()
-    read = read_plate(data, claimed_plate=enrolled_plate)
+    return _as_json(read_plate(data, claimed_plate=enrolled_plate), data, started)
+
+
+def _as_json(read: OdometerRead | PlateRead, data: bytes, started: float) -> dict[str, Any]:
+    """A read as the job table stores it: the read, its image intake and the time it took."""
+    from ocr import inspect_image
+
     intake = read.intake or inspect_image(data)
     return {
         "read": read.model_dump(mode="json", exclude={"intake"}),
