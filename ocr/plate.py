@@ -16,7 +16,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -280,6 +280,65 @@ def _enhance(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
 
 
+# Photos larger than this are looked at twice: the whole frame small, then around each plate-like
+# row again with more pixels ("detect small, then zoom").
+ZOOM_FROM_SIDE = 1024
+COARSE_DET_SIDE = 800
+#: The height a text row is given in the second look (never more than the photo's own pixels).
+ZOOM_ROW_PX = 64
+#: Second looks costing more detector pixels than this share of one whole-frame look: take that.
+ZOOM_MAX_COST = 0.6
+
+
+def _detect(img: np.ndarray, det_side: int, zoom: bool = True) -> list[ppocr.TextBox]:
+    """Text boxes for the plate reader, in `img` coordinates.
+
+    A plate in a street scene is a few percent of the frame: running the detector over the whole
+    frame at `det_side` costs most of a read and still sees the plate shrunk. So a large photo is
+    first looked at with a small detector input; around every row that could be a plate (or part
+    of one: the detector splits plates at the syllable) a window is cut and the detector runs
+    again on it, with the row ZOOM_ROW_PX high or at the photo's own resolution. When nothing
+    plate-like is found, or the windows would cost about as much, the whole frame is read at
+    `det_side` as before."""
+    enhanced = _enhance(img)
+    h, w = img.shape[:2]
+    if not zoom or max(h, w) <= ZOOM_FROM_SIDE or det_side <= COARSE_DET_SIDE:
+        return ppocr.detect(enhanced, max_side=det_side)
+    windows: list[tuple[int, int, int, int, float]] = []  # x0, y0, x1, y1, scale
+    for b in ppocr.detect(enhanced, max_side=COARSE_DET_SIDE):
+        bh, bw = b.height, b.width
+        if bh * COARSE_DET_SIDE / max(h, w) < 4 or not (0.8 * bh <= bw <= 14 * bh):
+            continue
+        x, y, ww, hh = b.xywh()
+        dx, dy = 1.2 * bw + 2 * bh, 2.5 * bh
+        windows.append(
+            (int(max(0, x - dx)), int(max(0, y - dy)), int(min(w, x + ww + dx)), int(min(h, y + hh + dy)),
+             min(1.0, ZOOM_ROW_PX / bh))
+        )
+    merged: list[tuple[int, int, int, int, float]] = []
+    for win in sorted(windows):  # overlapping windows become one, with the finer scale
+        while True:
+            hit = next((m for m in merged if win[0] < m[2] and m[0] < win[2] and win[1] < m[3] and m[1] < win[3]), None)
+            if hit is None:
+                break
+            merged.remove(hit)
+            win = (min(hit[0], win[0]), min(hit[1], win[1]), max(hit[2], win[2]), max(hit[3], win[3]),
+                   max(hit[4], win[4]))
+        merged.append(win)
+    whole = (det_side / max(h, w)) ** 2 * h * w
+    cost = sum((x1 - x0) * (y1 - y0) * sc * sc for x0, y0, x1, y1, sc in merged)
+    if not merged or cost > ZOOM_MAX_COST * whole:
+        return ppocr.detect(enhanced, max_side=det_side)
+    boxes: list[ppocr.TextBox] = []
+    for x0, y0, x1, y1, sc in merged:
+        sub = enhanced[y0:y1, x0:x1]
+        if min(sub.shape[:2]) * sc < 16:
+            continue
+        for b in ppocr.detect(sub, max_side=max(32, round(max(sub.shape[:2]) * sc))):
+            boxes.append(ppocr.TextBox(b.quad + np.array([x0, y0], np.float32), b.score))
+    return boxes
+
+
 def _norm_claim(s: object) -> str | None:
     if not isinstance(s, str):
         return None
@@ -291,27 +350,46 @@ def _read(image_bytes: bytes, claimed: str | None) -> PlateRead:
     dec = decode(image_bytes)
     info = dec.intake
     claim = _norm_claim(claimed)
-    # the quick look runs the detector at 3/4 of the full reading's size (at most 960, at least
-    # 640: close-ups are read at 640 anyway)
-    full_side = min(max(dec.bgr.shape[:2]), DET_MAX_SIDE) if dec.bgr is not None else 0
-    quick_side = min(CLAIM_FAST_DET_SIDE, int(0.75 * full_side))
+    side = max(dec.bgr.shape[:2]) if dec.bgr is not None else 0
     cp = _parse(claim) if claim is not None else None
-    if cp is not None and info.ok and quick_side >= 640:
-        # claimed mode: a quick look first (smaller detector input; region names only read when
-        # the claim has one); a claim confirmed there is final, anything else gets the full reading
-        token = _READ_REGIONS.set(cp.region is not None)
-        try:
-            quick = _analyse(dec, claim, claimed, quick_side)
-        finally:
-            _READ_REGIONS.reset(token)
+    if cp is None or not info.ok:
+        return _analyse(dec, claim, claimed, DET_MAX_SIDE)
+    if side > ZOOM_FROM_SIDE:
+        # a large photo is read by zooming in (_detect), which is cheap; a claim it does not
+        # confirm gets a second look at the whole frame, as the quick look below reads it (the
+        # slot of a small syllable is cut differently from boxes found at another scale)
+        full = _analyse(dec, claim, claimed, DET_MAX_SIDE)
+        if full.claim_confirmed:
+            return full
+        second = _quick_look(dec, claim, claimed, cp, CLAIM_FAST_DET_SIDE, zoom=False)
+        return second if second.claim_confirmed else full
+    # claimed mode: a quick look first at 3/4 of the full reading's detector size (at most 960,
+    # at least 640: close-ups are read at 640 anyway); a claim confirmed there is final, anything
+    # else gets the full reading
+    quick_side = min(CLAIM_FAST_DET_SIDE, int(0.75 * min(side, DET_MAX_SIDE)))
+    if quick_side >= 640:
+        quick = _quick_look(dec, claim, claimed, cp, quick_side)
         if quick.claim_confirmed:
-            if cp.region is None:
-                quick.auto_accept = False  # read without looking for a region name
             return quick
     return _analyse(dec, claim, claimed, DET_MAX_SIDE)
 
 
-def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int) -> PlateRead:
+def _quick_look(
+    dec: Decoded, claim: str | None, claimed: object, cp: Any, det_side: int, zoom: bool = True
+) -> PlateRead:
+    """A claimed-mode look that reads region names only when the claim has one: a claim it
+    confirms without one is not auto-accepted (the region was not looked at)."""
+    token = _READ_REGIONS.set(cp.region is not None)
+    try:
+        res = _analyse(dec, claim, claimed, det_side, zoom)
+    finally:
+        _READ_REGIONS.reset(token)
+    if res.claim_confirmed and cp.region is None:
+        res.auto_accept = False
+    return res
+
+
+def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zoom: bool = True) -> PlateRead:
     info = dec.intake
     res = PlateRead(intake=info, reasons=list(info.reasons))
     if claimed is not None:
@@ -323,7 +401,7 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int) ->
     if max(img.shape[:2]) < 640:  # close-up crops: give the detector some pixels
         up = 640 / max(img.shape[:2])
         img = cv2.resize(img, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
-    boxes = ppocr.detect(_enhance(img), max_side=det_side)
+    boxes = _detect(img, det_side, zoom)
     boxes = [b for b in boxes if b.height >= 8 and b.height * 0.8 <= b.width <= b.height * 14]
     boxes += _merged_rows(boxes)
     lines: list[Line] = []

@@ -119,3 +119,48 @@ def test_odometer_thousands_separator_is_not_a_trip_decimal(gen) -> None:
             assert r.value_km == odo
         ok += r.value_km == odo
     assert ok >= 2
+
+
+def test_street_scene_is_read_by_zooming_in(gen, monkeypatch) -> None:
+    """A large street scene: the detector looks at the whole frame small, then at the plate with
+    more pixels; it never runs over the whole frame at the full reading's size."""
+    from PIL import Image
+
+    from ocr import plate, ppocr
+
+    rng = random.Random(5)
+    scene = gen.render_plate_photo("52구3108", "white", rng, scene=True, effects=0.3)
+    big = scene.resize((2048, 1536), Image.Resampling.LANCZOS)
+    seen: list[tuple[tuple[int, int], int]] = []
+    detect = ppocr.detect
+
+    def spy(img, max_side=960, **kw):
+        seen.append((img.shape[:2], max_side))
+        return detect(img, max_side=max_side, **kw)
+
+    monkeypatch.setattr(ppocr, "detect", spy)
+    p = read_plate(gen.to_jpeg(big))
+    assert p.text == "52구3108", p
+    whole = [s for shape, s in seen if shape == (1536, 2048)]
+    assert whole == [plate.COARSE_DET_SIDE]  # one small look at the whole frame
+    assert len(seen) >= 2 and all(max(shape) < 2048 for shape, _ in seen[1:])
+    assert read_plate(gen.to_jpeg(big), "52구3108").claim_confirmed is True
+
+
+def test_nothing_plate_like_falls_back_to_the_whole_frame(monkeypatch) -> None:
+    import numpy as np
+
+    from ocr import plate, ppocr
+
+    calls: list[int] = []
+
+    def spy(img, max_side=960, **kw):
+        calls.append(max_side)
+        return []
+
+    monkeypatch.setattr(ppocr, "detect", spy)
+    plate._detect(np.zeros((1200, 1600, 3), np.uint8), plate.DET_MAX_SIDE)
+    assert calls == [plate.COARSE_DET_SIDE, plate.DET_MAX_SIDE]
+    calls.clear()
+    plate._detect(np.zeros((600, 800, 3), np.uint8), plate.DET_MAX_SIDE)  # small photo: one look
+    assert calls == [plate.DET_MAX_SIDE]
