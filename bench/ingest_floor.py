@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import sys
@@ -44,14 +45,13 @@ READING_COLUMNS = ("id", "vehicle_id", "odometer_m", "recorded_at", "received_at
 EVENT_COLUMNS = ("provider_id", "event_id", "reading_id", "received_at")
 
 
-def backend_cpu_s(pids: list[int]) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+def _bench_ingest() -> Any:
+    """bench/ingest.py (a script, not a package), for its /proc CPU reader."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def batches(n: int, vehicles: int, provider_id: int, first_id: int, base: datetime, prefix: str) -> list[tuple[list[Any], list[Any]]]:
@@ -73,6 +73,7 @@ def batches(n: int, vehicles: int, provider_id: int, first_id: int, base: dateti
 async def copy_phase(url: str, work: list[tuple[list[Any], list[Any]]], connections: int) -> tuple[float, float]:
     conns = [await asyncpg.connect(url) for _ in range(connections)]
     pids = [c.get_server_pid() for c in conns]
+    backend_cpu_s = _bench_ingest().cpu_seconds
     queue: asyncio.Queue[tuple[list[Any], list[Any]]] = asyncio.Queue()
     for b in work:
         queue.put_nowait(b)
