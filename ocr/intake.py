@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import cv2
@@ -75,6 +76,14 @@ class Decoded:
     intake: ImageIntake
     bgr: np.ndarray | None  # orientation-corrected, long side <= WORK_MAX_SIDE
     scale: float = 1.0  # bgr pixels per oriented-image pixel
+    derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def derived_image(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """An image made from this photo once per read: a reader's looks at several detector
+        sizes share it instead of making it again each time."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return self.derived[key]
 
 
 def _captured_at(exif: Image.Exif) -> tuple[datetime | None, bool]:

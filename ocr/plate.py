@@ -33,9 +33,12 @@ _READ_REGIONS: contextvars.ContextVar[bool] = contextvars.ContextVar("read_regio
 DET_MAX_SIDE = 1280
 # claimed mode looks at a smaller detector input first (about half the detector's cost)
 CLAIM_FAST_DET_SIDE = 960
+CLAIM_FIRST_DET_SIDE = 480
 AUTO_ACCEPT = 0.85
 CLAIM_MIN_CONF = 0.6
 CLAIM_CNN_MIN = 0.9
+#: The widest a syllable's slot is, in digit pitches (Hangul syllables run 1.2 to 1.6).
+SYLLABLE_MAX_PITCH = 2.0
 
 
 def _parse(text: str):
@@ -66,6 +69,7 @@ class Line:
     chars: list[Char] = field(default_factory=list)
     text: str = ""
     pitch: float = 0.0  # px per frame in the crop
+    padded_fully: bool = False  # read as PP-OCR reads lines (not a quick read)
 
 
 @dataclass
@@ -88,10 +92,10 @@ class Cand:
 
 
 def _read_line(img: np.ndarray, b: ppocr.TextBox, quick: bool = False) -> Line:
-    """Read a text line; `quick` skips PP-OCR's padding (enough to see whether a line holds
-    digits at all; lines that do are read again in full)."""
+    """Read a text line; `quick` skips PP-OCR's padding where that is much cheaper (enough to see
+    whether a line holds digits at all; lines that do are read again in full)."""
     crop = ppocr.crop_quad(img, b.quad)
-    rr = ppocr.recognize(crop, min_width=0 if quick else None)
+    rr = ppocr.recognize(crop, min_width=ppocr.quick_width(crop) if quick else None)
     p = rr.probs
     T = p.shape[0]
     idx = p.argmax(axis=1)
@@ -106,8 +110,7 @@ def _read_line(img: np.ndarray, b: ppocr.TextBox, quick: bool = False) -> Line:
         elif i != 0 and i == prev and chars:
             chars[-1].conf = max(chars[-1].conf, float(p[t, i]))
         prev = i
-    ln = Line(b, crop, chars, "".join(c.ch for c in chars), frame_px)
-    return ln
+    return Line(b, crop, chars, "".join(c.ch for c in chars), frame_px, rr.padded_fully)
 
 
 def _complete_serial(img: np.ndarray, ln: Line) -> Line:
@@ -239,6 +242,13 @@ def _split(ln: Line) -> list[dict[str, object]]:
         fronts(digs, None, 1.0)
     if len(digs) >= 3:  # syllable read as a digit: the digit just before the serial is the slot
         fronts(digs[:-1], digs[-1], 0.9)
+    if len(digs) >= 4:
+        # syllable read as two glyphs (가 as "71": its vertical stroke a "1"): the two digits before
+        # the serial are the slot, when together they are about one syllable wide (a digit and a
+        # syllable would be two and a half digits wide)
+        width = (first_x - 0.5 * pitch) - (digs[-3].x + 0.5 * pitch)
+        if 0.8 * pitch <= width <= SYLLABLE_MAX_PITCH * pitch:
+            fronts(digs[:-2], digs[-2], 0.8)
     return out
 
 
@@ -290,7 +300,9 @@ ZOOM_ROW_PX = 64
 ZOOM_MAX_COST = 0.6
 
 
-def _detect(img: np.ndarray, det_side: int, zoom: bool = True) -> list[ppocr.TextBox]:
+def _detect(
+    img: np.ndarray, det_side: int, zoom: bool = True, enhanced: np.ndarray | None = None
+) -> list[ppocr.TextBox]:
     """Text boxes for the plate reader, in `img` coordinates.
 
     A plate in a street scene is a few percent of the frame: running the detector over the whole
@@ -299,8 +311,9 @@ def _detect(img: np.ndarray, det_side: int, zoom: bool = True) -> list[ppocr.Tex
     of one: the detector splits plates at the syllable) a window is cut and the detector runs
     again on it, with the row ZOOM_ROW_PX high or at the photo's own resolution. When nothing
     plate-like is found, or the windows would cost about as much, the whole frame is read at
-    `det_side` as before."""
-    enhanced = _enhance(img)
+    `det_side` as before. `enhanced` is `_enhance(img)` when the caller has it already."""
+    if enhanced is None:
+        enhanced = _enhance(img)
     h, w = img.shape[:2]
     if not zoom or max(h, w) <= ZOOM_FROM_SIDE or det_side <= COARSE_DET_SIDE:
         return ppocr.detect(enhanced, max_side=det_side)
@@ -363,12 +376,15 @@ def _read(image_bytes: bytes, claimed: str | None) -> PlateRead:
             return full
         second = _quick_look(dec, claim, claimed, cp, CLAIM_FAST_DET_SIDE, zoom=False)
         return second if second.claim_confirmed else full
-    # claimed mode: a quick look first at 3/4 of the full reading's detector size (at most 960,
-    # at least 640: close-ups are read at 640 anyway); a claim confirmed there is final, anything
-    # else gets the full reading
+    # claimed mode: quick looks first, at CLAIM_FIRST_DET_SIDE (a plate photo's plate is large)
+    # and at 3/4 of the full reading's detector size (at most 960, at least 640: close-ups are
+    # read at 640 anyway); a claim confirmed there is final, anything else gets the full reading
     quick_side = min(CLAIM_FAST_DET_SIDE, int(0.75 * min(side, DET_MAX_SIDE)))
+    looks = [CLAIM_FIRST_DET_SIDE] if side >= 640 else []
     if quick_side >= 640:
-        quick = _quick_look(dec, claim, claimed, cp, quick_side)
+        looks.append(quick_side)
+    for look in looks:
+        quick = _quick_look(dec, claim, claimed, cp, look)
         if quick.claim_confirmed:
             return quick
     return _analyse(dec, claim, claimed, DET_MAX_SIDE)
@@ -400,8 +416,12 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zo
     up = 1.0
     if max(img.shape[:2]) < 640:  # close-up crops: give the detector some pixels
         up = 640 / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
-    boxes = _detect(img, det_side, zoom)
+        small = img
+        img = dec.derived_image(
+            "plate.upscaled", lambda: cv2.resize(small, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+        )
+    work = img
+    boxes = _detect(img, det_side, zoom, dec.derived_image("plate.enhanced", lambda: _enhance(work)))
     boxes = [b for b in boxes if b.height >= 8 and b.height * 0.8 <= b.width <= b.height * 14]
     boxes += _merged_rows(boxes)
     lines: list[Line] = []
@@ -409,7 +429,7 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zo
     for b in boxes:
         ln = _read_line(img, b, quick=True)
         if any(c.ch.isdigit() for c in ln.chars):  # a number line: read it in full
-            ln = _complete_serial(img, _read_line(img, b))
+            ln = _complete_serial(img, ln if ln.padded_fully else _read_line(img, b))
         all_lines.append(ln)
         if sum(c.ch.isdigit() for c in ln.chars) >= 2:
             lines.append(ln)

@@ -245,6 +245,9 @@ def ink_extent(img: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
 # PP-OCR's own inference pads every line to at least 320 px (at height 48); short lines ("km",
 # "120") then cost as much as a whole number.
 REC_MIN_WIDTH = 320
+#: Lines at least this wide (model pixels) are read padded at once: a quick unpadded read would
+#: cost most of a padded one, and a line this long is usually the number read padded after it.
+REC_QUICK_MAX_WIDTH = 192
 
 
 @dataclass
@@ -270,15 +273,25 @@ class RecResult:
         return "".join(out), confs
 
 
+def line_width(crop_bgr: np.ndarray) -> int:
+    """The width the recogniser gives a line (at its height of 48 px), before any padding."""
+    h, w = crop_bgr.shape[:2]
+    return max(16, min(math.ceil(48 * w / max(h, 1)), 1280))
+
+
+def quick_width(crop_bgr: np.ndarray) -> int | None:
+    """`min_width` for a first read of a line: unpadded when that is much cheaper, else padded."""
+    return 0 if line_width(crop_bgr) < REC_QUICK_MAX_WIDTH else None
+
+
 def recognize(crop_bgr: np.ndarray, min_width: int | None = None) -> RecResult:
     """CTC probabilities of one text line.  `min_width=0` skips PP-OCR's padding to 320 px: about
     a quarter of the cost for short lines, good enough to tell what a line is (a label, a unit, a
     number), while lines whose digits matter are read again padded, as PP-OCR was trained."""
     sess, vocab = _rec()
-    h, w = crop_bgr.shape[:2]
+    h = crop_bgr.shape[0]
     th = 48
-    tw = math.ceil(th * w / max(h, 1))
-    tw = max(16, min(tw, 1280))
+    tw = line_width(crop_bgr)
     im = cv2.resize(crop_bgr, (tw, th), interpolation=cv2.INTER_AREA if h > th else cv2.INTER_CUBIC)
     x = (im.astype(np.float32) / 255.0 - 0.5) / 0.5
     pad_w = max(tw, REC_MIN_WIDTH if min_width is None else min_width)

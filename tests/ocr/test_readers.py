@@ -164,3 +164,71 @@ def test_nothing_plate_like_falls_back_to_the_whole_frame(monkeypatch) -> None:
     calls.clear()
     plate._detect(np.zeros((600, 800, 3), np.uint8), plate.DET_MAX_SIDE)  # small photo: one look
     assert calls == [plate.DET_MAX_SIDE]
+
+
+def _line(chars: list[tuple[str, float]]):
+    import numpy as np
+
+    from ocr import plate, ppocr
+
+    box = ppocr.TextBox(np.array([[0, 0], [400, 0], [400, 80], [0, 80]], np.float32), 1.0)
+    return plate.Line(
+        box, np.zeros((80, 400, 3), np.uint8), [plate.Char(c, i, 1.0, x) for i, (c, x) in enumerate(chars)]
+    )
+
+
+def test_a_syllable_read_as_two_glyphs_is_one_slot() -> None:
+    """PP-OCR has no Hangul: 가 often comes out as "7" and its vertical stroke as "1". The two
+    glyphs together are one syllable wide, so they are tried as the syllable's slot."""
+    from ocr import plate
+
+    ln = _line([("1", 21), ("2", 76), ("7", 117), ("1", 159), ("3", 200), ("4", 255), ("5", 310), ("6", 366)])
+    splits = {(s["front"], s["serial"]) for s in plate._split(ln)}
+    assert ("12", "3456") in splits
+    assert ("127", "3456") in splits  # the one-glyph reading is still tried
+    # a digit and a syllable side by side (two and a half digits wide) are not one slot
+    ln = _line(
+        [
+            ("1", 20),
+            ("2", 75),
+            ("3", 130),
+            ("7", 200),
+            ("1", 235),
+            ("4", 290),
+            ("5", 345),
+            ("6", 400),
+            ("8", 455),
+        ]
+    )
+    assert ("12", "4568") not in {(s["front"], s["serial"]) for s in plate._split(ln)}
+
+
+def test_claims_are_looked_at_small_first(gen, monkeypatch) -> None:
+    """A claimed close-up is confirmed by the first, cheapest look; the contrast-enhanced image
+    is made once per photo, not once per look."""
+    from ocr import odometer, plate, ppocr
+
+    rng = random.Random(11)
+    photo = gen.render_plate_photo("34나5678", "white", rng, scene=False, effects=0.1)
+    jpeg = gen.to_jpeg(photo.resize((960, round(960 * photo.height / photo.width))))
+    sides: list[int] = []
+    detect = ppocr.detect
+
+    def spy(img, max_side=960, **kw):
+        sides.append(max_side)
+        return detect(img, max_side=max_side, **kw)
+
+    monkeypatch.setattr(ppocr, "detect", spy)
+    assert read_plate(jpeg, "34나5678").claim_confirmed is True
+    assert sides == [plate.CLAIM_FIRST_DET_SIDE]
+
+    made: list[int] = []
+    enhance = odometer._enhance
+    def counted(img):
+        made.append(1)
+        return enhance(img)
+
+    monkeypatch.setattr(odometer, "_enhance", counted)
+    sides.clear()
+    read_odometer(gen.to_jpeg(gen.render_dashboard(123456, rng, effects=0.1)), 999_999)  # a wrong claim
+    assert sides == [*odometer.CLAIM_DET_SIDES, odometer.DET_MAX_SIDE] and made == [1]
