@@ -25,6 +25,25 @@ def phash_bits(phash_hex: str | None) -> int | None:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
+#: The widest search radius per band looked up through the band indexes (697 values a band);
+#: a wider one (a distance setting over 15 bits) reads every hash instead.
+MAX_BAND_RADIUS = 3
+
+
+def band_neighbours(bits: int, max_distance: int) -> list[list[int]] | None:
+    """For each of the hash's four 16-bit bands (high to low), every band value within
+    max_distance // 4 bits of it: a hash within `max_distance` bits matches one of them in at
+    least one band. None when that radius is too wide for an index lookup to pay."""
+    radius = max_distance // 4
+    if radius > MAX_BAND_RADIUS:
+        return None
+    flips = [0]
+    for _ in range(radius):
+        flips = sorted({f | (1 << b) for f in flips for b in range(16)} | set(flips))
+    u = bits & 0xFFFF_FFFF_FFFF_FFFF
+    return [[((u >> shift) & 0xFFFF) ^ f for f in flips] for shift in (48, 32, 16, 0)]
+
+
 async def record_photo(
     conn: Conn,
     *,
@@ -163,28 +182,38 @@ async def reuse_matches(
 ) -> list[dict[str, Any]]:
     """Photos of *other* submissions (anyone's) equal to, or perceptually near, this one's.
 
-    `photos` maps role (dashboard, plate) to (sha256, phash hex)."""
+    `photos` maps role (dashboard, plate) to (sha256, phash hex). Near hashes are found through
+    the hash's bands (migration 0420) when `max_distance` allows it, else by reading every hash."""
     found: list[dict[str, Any]] = []
     for role, (sha, phash) in photos.items():
+        bits = phash_bits(phash)
+        bands = band_neighbours(bits, max_distance) if bits is not None else None
+        near = (
+            "(phash_band0 = any($5::int[]) or phash_band1 = any($6::int[])"
+            " or phash_band2 = any($7::int[]) or phash_band3 = any($8::int[]))"
+            if bands is not None
+            else "phash_bits is not null"
+        )
         rows = await conn.fetch(
-            """with near as (
-                   select sha256,
-                          case when sha256 = $2 then 0
-                               else bit_count((phash_bits # $3::bigint)::bit(64))::int end as distance
+            f"""with near as (
+                   select sha256, 0 as distance from photos where sha256 = $2
+                   union
+                   select sha256, bit_count((phash_bits # $3::bigint)::bit(64))::int
                    from photos
-                   where sha256 = $2
-                      or ($3::bigint is not null and phash_bits is not null
-                          and bit_count((phash_bits # $3::bigint)::bit(64)) <= $4))
-               select s.id as other_submission_id, near.sha256, near.distance
+                   where $3::bigint is not null and {near}
+                     and bit_count((phash_bits # $3::bigint)::bit(64)) <= $4)
+               select s.id as other_submission_id, near.sha256, min(near.distance) as distance
                from near
                join photo_submissions s on s.dashboard_sha256 = near.sha256 or s.plate_sha256 = near.sha256
                where s.id <> $1
-               order by near.distance, s.id
+               group by s.id, near.sha256
+               order by 3, s.id
                limit 20""",
             submission_id,
             sha,
-            phash_bits(phash),
+            bits,
             max_distance,
+            *(bands or ()),
         )
         for r in rows:
             found.append(
