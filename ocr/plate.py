@@ -609,12 +609,16 @@ def _two_row(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
     if len(digs) < 4:
         return []
     serial = digs[-4:]
-    # characters before the serial in the bottom row must not be digits (else it is a one-row body)
+    # characters before the serial in the bottom row are the syllable; confident digits there make
+    # it a one-row body with its region above, unless they are one or two glyphs (a syllable read
+    # as digits: 어 as "0", 러 as "21"): then both are tried, and the syllable model tells
     first = cs.index(serial[0])
     pre = cs[:first]
-    if any(c.ch.isdigit() and c.conf >= 0.6 for c in pre):  # a doubtful "digit" is the syllable
-        return _region_above(img, ln, lines)
     out: list[Cand] = []
+    if any(c.ch.isdigit() and c.conf >= 0.6 for c in pre):  # a doubtful "digit" is the syllable
+        out = _region_above(img, ln, lines)
+        if len(pre) > 2:
+            return out
     pitch = float(np.median(np.diff([c.x for c in serial])))
     sconf = float(np.prod([c.conf for c in serial]))
     colour = _plate_colour(img, ln.box)

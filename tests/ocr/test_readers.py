@@ -232,3 +232,16 @@ def test_claims_are_looked_at_small_first(gen, monkeypatch) -> None:
     sides.clear()
     read_odometer(gen.to_jpeg(gen.render_dashboard(123456, rng, effects=0.1)), 999_999)  # a wrong claim
     assert sides == [*odometer.CLAIM_DET_SIDES, odometer.DET_MAX_SIDE] and made == [1]
+
+
+def test_two_row_plates_whose_syllable_reads_as_digits(gen) -> None:
+    """Old green two-row plates: the bottom row's syllable often comes out of PP-OCR as one or two
+    digit-like glyphs (어 as "0", 러 as "21", 거 as "7H"); the reader still tries it as the
+    syllable, and the syllable model tells. Before, such plates were not found at all."""
+    read = wrong_auto = 0
+    for text in ("울산23어3150", "경남16러6309", "광주54거3727", "서울12너3456"):
+        for k in range(4):
+            r = read_plate(gen.to_jpeg(gen.render_plate_photo(text, "green2", random.Random(k), effects=0.3)))
+            read += r.text == text
+            wrong_auto += r.auto_accept and r.text != text
+    assert read >= 11 and wrong_auto == 0, read
