@@ -224,6 +224,7 @@ def test_claims_are_looked_at_small_first(gen, monkeypatch) -> None:
 
     made: list[int] = []
     enhance = odometer._enhance
+
     def counted(img):
         made.append(1)
         return enhance(img)
@@ -245,3 +246,25 @@ def test_two_row_plates_whose_syllable_reads_as_digits(gen) -> None:
             read += r.text == text
             wrong_auto += r.auto_accept and r.text != text
     assert read >= 11 and wrong_auto == 0, read
+
+
+def test_tesseract_alone_does_not_back_a_syllable_our_model_rules_out() -> None:
+    """A synthetic two-row plate 광주40더0291: tesseract read 도 and our model gave 도 0.17; the
+    one-syllable-off claim 광주40도0291 was confirmed on tesseract's word alone."""
+    import numpy as np
+
+    from ocr import plate, ppocr
+
+    box = ppocr.TextBox(np.zeros((4, 2), np.float32), 1.0)
+
+    def cand(**parts: object) -> plate.Cand:
+        c = plate.Cand("광주40도0291", "40", "도", "0291", "광주", 0.95, 0.5, 1.0, box)
+        c.parts = {"agree": False, "tess": False, "cnn": 0.0, "tess_other": False, **parts}
+        return c
+
+    assert not plate._syllable_backed(cand(tess=True, cnn=0.17))
+    assert plate._syllable_backed(cand(tess=True, cnn=0.35))  # as real plates confirmed this way
+    assert plate._syllable_backed(cand(agree=True, cnn=0.1))
+    assert plate._syllable_backed(cand(cnn=0.95)) and not plate._syllable_backed(
+        cand(cnn=0.95, tess_other=True)
+    )
