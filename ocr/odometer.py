@@ -307,7 +307,7 @@ def _analyse(dec: Decoded, claim: str | None, claimed_km: object, det_side: int)
         return res
     for ln in lines:
         # a quick read tells labels, units and short scale numbers apart; a line with 4+ digits
-        # (a reading candidate) is read again in full
+        # (a reading candidate) is read again in full (a wide line was read in full at once)
         rr = ppocr.recognize(ln.crop, min_width=ppocr.quick_width(ln.crop))
         if not rr.padded_fully and sum(c.isdigit() for c in rr.greedy()[0]) >= 4:
             rr = ppocr.recognize(ln.crop)
