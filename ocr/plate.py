@@ -16,6 +16,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import cv2
@@ -419,12 +420,10 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zo
     up = 1.0
     if max(img.shape[:2]) < 640:  # close-up crops: give the detector some pixels
         up = 640 / max(img.shape[:2])
-        small = img
         img = dec.derived_image(
-            "plate.upscaled", lambda: cv2.resize(small, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+            "plate.upscaled", partial(cv2.resize, img, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
         )
-    work = img
-    boxes = _detect(img, det_side, zoom, dec.derived_image("plate.enhanced", lambda: _enhance(work)))
+    boxes = _detect(img, det_side, zoom, dec.derived_image("plate.enhanced", lambda: _enhance(img)))
     boxes = [b for b in boxes if b.height >= 8 and b.height * 0.8 <= b.width <= b.height * 14]
     boxes += _merged_rows(boxes)
     lines: list[Line] = []
