@@ -7,11 +7,11 @@ Two entry points, both correct under any number of concurrent writers:
   order-free checks of `telematics.checks`, then inserts it — or quarantines it, opening a
   rollback dispute on a decrease.
 - `store_batch(conn, items)`: the telematics fast path for up to a few thousand readings. The
-  cars by VIN and their locks; COPY into a staging table; one set-based query for every reading's
-  consent, seen event and nearest verified neighbours (index probes within a window of month
-  partitions); the checks in Python (readings of the same car inside the batch are neighbours of
-  each other too); then one statement of INSERT … ON CONFLICT for readings, quarantine and
-  provider events, from the staging table joined with the decisions.
+  cars by VIN and their locks; one set-based query, over the batch sent as arrays, for every
+  reading's consent, seen event and nearest verified neighbours (index probes within a window of
+  month partitions); the checks in Python (readings of the same car inside the batch are
+  neighbours of each other too); then COPY of the readings, quarantined readings and provider
+  events.
 
 Correctness per vehicle comes from PostgreSQL, never from message order: every writer of
 `readings` takes `pg_advisory_xact_lock(LOCK_NAMESPACE, vehicle_id)` (in ascending vehicle order,
@@ -26,7 +26,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import random
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -343,48 +342,16 @@ class BatchOutcome:
     per_provider: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-class _LostRace(Exception):
-    """Another writer stored one of our keys first: roll back and start over."""
-
-
-# Per-connection staging tables. Not ON COMMIT DELETE ROWS: truncating at every commit rebuilds
-# their indexes, which invalidates every cached plan that reads them, and planning the look-up
-# over 146 month partitions anew costs more than running it. Each batch deletes its own rows
-# before committing; dead rows of a temp table are pruned at once (no other session sees them),
-# and an occasional TRUNCATE between batches keeps its index small.
-_STAGING = """
-do $$ begin
-  if to_regclass('pg_temp.ingest_staging') is null then
-    create temp table ingest_staging (
-        idx int4 primary key, provider_id int8 not null, event_id text not null, vin text not null,
-        vehicle_id int8, odometer_m int8 not null, recorded_at timestamptz not null,
-        received_at timestamptz not null, original_value numeric, original_unit text);
-  end if;
-end $$"""
-_CLEAR_STAGING = "delete from ingest_staging"
-_TRUNCATE_STAGING = "truncate ingest_staging"
-#: About one batch in this many truncates its connection's staging table first.
-TRUNCATE_EVERY = 500
-
-_STAGING_COLUMNS = (
-    "idx", "provider_id", "event_id", "vin", "vehicle_id", "odometer_m", "recorded_at", "received_at",
-    "original_value", "original_unit",
-)
-
-# For this transaction: every look-up is a probe of an index per staged reading, whatever the
-# statistics said when the statement was first planned (tables that were empty then are large
-# minutes later, and prepared statements keep their plans); and one plan per statement, whose
-# month partitions are pruned when it starts (planning for 146 partitions anew costs more than
-# running the look-ups).
+# For this transaction: every look-up is a probe of an index per reading, whatever the statistics
+# said when the statement was first planned (tables that were empty then are large minutes later,
+# and prepared statements keep their plans); and one plan per statement, whose month partitions
+# are pruned when it starts (planning for 146 partitions anew costs more than running the
+# look-ups). The writes that follow are COPY and single-row upserts, which these settings leave
+# alone.
 _SETTINGS = """
 select set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
        set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true)"""
-# After the look-ups: the writes scan the staging tables whole, which these settings would slow.
-_RESET_SETTINGS = (
-    "set local enable_seqscan to default; set local enable_bitmapscan to default;"
-    " set local enable_hashjoin to default; set local enable_mergejoin to default"
-)
 
 # One probe of the active-VIN index per VIN (a plain `vin = any($1)` lets the planner scan every
 # active car through another partial index when its statistics are stale).
@@ -399,18 +366,23 @@ RECENT = timedelta(days=365)
 #: How far before the batch's earliest reading the window reaches for a previous reading.
 LOOKBACK = timedelta(days=35)
 
-# Per staged reading: its consent, whether its event was seen, the same reading already stored,
-# and the car's nearest verified readings before and after it. Readings are found by scanning
-# month partitions in recorded_at order and stopping at the first hit. The window [$1, $2] (query
+# The batch's readings, as arrays (one per column) that the look-ups unnest: nothing is written
+# to look them up.
+_BATCH = """unnest($3::int4[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[])
+     as s(idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at)"""
+
+# Per reading: its consent, whether its event was seen, the same reading already stored, and the
+# car's nearest verified readings before and after it. Readings are found by scanning month
+# partitions in recorded_at order and stopping at the first hit. The window [$1, $2] (query
 # parameters, so partitions outside it are pruned once when the query starts, not on every
 # probe; both bounds on every look-up) keeps each probe to a few partitions: $2 is our clock plus
-# skew plus a day (no verified
-# reading lies beyond it); a previous reading older than $1 is looked up by _BEFORE_OLDER.
+# skew plus a day (no verified reading lies beyond it); a previous reading older than $1 is looked
+# up by _BEFORE_OLDER.
 _LOOKUP = """
 select s.idx, c.found as consent_row, c.withdrawn, e.seen, {same_id} as same_id,
        b.id as b_id, b.odometer_m as b_odo, b.recorded_at as b_at,
        a.odometer_m as a_odo, a.recorded_at as a_at
-from ingest_staging s
+from {batch}
 left join lateral (
     select true as found, c.withdrawn_at is not null as withdrawn from vehicle_consents c
     where c.provider_id = s.provider_id and c.vehicle_id = s.vehicle_id limit 1) c on true
@@ -427,14 +399,13 @@ left join lateral (
     select r.odometer_m, r.recorded_at from readings r
     where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at > s.recorded_at
       and r.recorded_at >= $1 and r.recorded_at <= $2
-    order by r.recorded_at limit 1) a on true
-where s.idx = any($3::int4[])
-order by s.idx"""
+    order by r.recorded_at limit 1) a on true"""
 # The same reading already stored is usually the verified reading found "before" (same instant and
 # odometer). Only a superseded one (or a writer that skipped the locks) needs a look of its own:
 # when the insert then meets it, the batch starts over with this thorough look-up.
-_LOOKUP_FAST = _LOOKUP.format(same="", same_id="null::int8")
+_LOOKUP_FAST = _LOOKUP.format(batch=_BATCH, same="", same_id="null::int8")
 _LOOKUP_THOROUGH = _LOOKUP.format(
+    batch=_BATCH,
     same_id="same.id",
     same="""left join lateral (
     select r.id from readings r
@@ -445,55 +416,34 @@ _LOOKUP_THOROUGH = _LOOKUP.format(
 
 _BEFORE_OLDER = """
 select s.idx, b.odometer_m as b_odo, b.recorded_at as b_at
-from ingest_staging s
+from unnest($2::int4[], $3::int8[], $4::timestamptz[]) as s(idx, vehicle_id, recorded_at)
 join lateral (
     select r.odometer_m, r.recorded_at from readings r
     where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at < $1
-    order by r.recorded_at desc limit 1) b on true
-where s.idx = any($2::int4[])"""
+    order by r.recorded_at desc limit 1) b on true"""
 
 _IDS = """
 select array(select nextval('readings_id_seq') from generate_series(1, $1::int4)) as readings,
        array(select nextval(pg_get_serial_sequence('quarantined_readings', 'id'))
              from generate_series(1, $2::int4)) as quarantine"""
 
-# kind: 'v' verified, 'q' quarantined, 'c' content duplicate under a new event id; reasons are
-# comma-separated reason codes. Readings are inserted without ON CONFLICT: under the cars' locks,
-# and after the look-up, an identical reading can only be a superseded one or the work of a writer
-# that skipped the locks; the unique violation then starts the batch over with the thorough
-# look-up, which finds it. Provider events use ON CONFLICT: two workers may be given the same
-# event, and the count of rows written tells the loser to start over.
-_WRITE = """
-with d as (
-    select s.provider_id, s.event_id, s.vin, s.odometer_m, s.recorded_at, s.received_at,
-           s.original_value, s.original_unit,
-           x.kind, x.vehicle_id, x.reading_id, x.quarantine_id, x.reasons, x.review_status
-    from ingest_staging s
-    join unnest($1::int4[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[])
-         as x(idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status) using (idx)),
-ins_r as (
-    insert into readings (id, vehicle_id, odometer_m, recorded_at, received_at, source, provider_id,
-                          provider_event_id, original_value, original_unit)
-    select reading_id, vehicle_id, odometer_m, recorded_at, received_at, 'telematics', provider_id,
-           event_id, original_value, original_unit
-    from d where kind = 'v'
-    returning 1),
-ins_q as (
-    insert into quarantined_readings (id, source, provider_id, provider_event_id, vehicle_id, vin,
-                                      odometer_m, recorded_at, received_at, original_value,
-                                      original_unit, reasons, review_status)
-    select quarantine_id, 'telematics', provider_id, event_id, vehicle_id, vin, odometer_m,
-           recorded_at, received_at, original_value, original_unit, string_to_array(reasons, ','),
-           review_status
-    from d where kind = 'q'
-    returning 1),
-ins_e as (
-    insert into provider_events (provider_id, event_id, reading_id, quarantine_id, received_at)
-    select provider_id, event_id, reading_id, quarantine_id, received_at from d
-    on conflict (provider_id, event_id) do nothing
-    returning 1)
-select (select count(*) from ins_r) as readings, (select count(*) from ins_q) as quarantined,
-       (select count(*) from ins_e) as events"""
+# The decisions are written by COPY, the cheapest way into a table (rows go in as multi-row
+# inserts, and a partitioned table routes them). Neither table is written with ON CONFLICT:
+# under the cars' locks, and after the look-up, an identical reading can only be a superseded
+# one or the work of a writer that skipped the locks, and a seen event one that another worker
+# was given too (an MQTT redelivery) and stored since our look-up. Either way the unique
+# violation rolls the batch back and it starts over with the thorough look-up, which finds them.
+_READING_COLUMNS = (
+    "id", "vehicle_id", "odometer_m", "recorded_at", "received_at", "source", "provider_id",
+    "provider_event_id", "original_value", "original_unit",
+)
+_QUARANTINE_COLUMNS = (
+    "id", "source", "provider_id", "provider_event_id", "vehicle_id", "vin", "odometer_m", "recorded_at",
+    "received_at", "original_value", "original_unit", "reasons", "review_status",
+)
+# An event's received_at is left to its default, the transaction's start: a timestamp costs more to
+# send than any other column, and nothing reads this one.
+_EVENT_COLUMNS = ("provider_id", "event_id", "reading_id", "quarantine_id")
 
 _RAW = """
 insert into quarantined_readings (source, provider_id, reasons, raw, raw_sha256, received_at)
@@ -532,9 +482,6 @@ async def store_batch(
     `before_write` runs first inside the transaction (e.g. replay detection of a signed request);
     whatever it raises aborts the batch.
     """
-    await conn.execute(_STAGING)
-    if random.random() < 1 / TRUNCATE_EVERY:
-        await conn.execute(_TRUNCATE_STAGING)
     for attempt in range(max_attempts):
         try:
             async with conn.transaction():
@@ -543,7 +490,7 @@ async def store_batch(
                 outcome = await _store_batch_once(conn, items, limits, now or datetime.now(UTC), attempt > 0)
             outcome.retries = attempt
             return outcome
-        except (_LostRace, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
             if attempt == max_attempts - 1:
                 raise
     raise AssertionError("unreachable")
@@ -574,7 +521,7 @@ _NOTHING: dict[str, Any] = {
 async def _look_up(
     conn: Conn, staged: list[tuple[Any, ...]], now: datetime, limits: Limits, thorough: bool
 ) -> dict[int, Any]:
-    """_LOOKUP for every staged reading of a known car, by staging index.
+    """_LOOKUP for every reading of the batch, by its index in the batch.
 
     Recent readings share one window; older ones (late uploads) are looked up without a lower
     bound. A previous reading older than the window is then looked for where none was found.
@@ -594,13 +541,19 @@ async def _look_up(
     for lo, group in groups:
         top = max([hi] + [st[6] for st in group if st[4] is not None])
         query = _LOOKUP_THOROUGH if thorough else _LOOKUP_FAST
-        for r in await conn.fetch(query, lo, top, [st[0] for st in group]):
+        idx, provider_id, event_id, _, vehicle_id, odometer_m, recorded_at = zip(
+            *(st[:7] for st in group), strict=True
+        )
+        for r in await conn.fetch(query, lo, top, idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at):
             rows[r["idx"]] = r
         missing = [
-            st[0] for st in group if rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
+            st for st in group if st[4] is not None and rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
         ]
         if missing and lo.year > 1:
-            for r in await conn.fetch(_BEFORE_OLDER, lo, missing):
+            found = await conn.fetch(
+                _BEFORE_OLDER, lo, [st[0] for st in missing], [st[4] for st in missing], [st[6] for st in missing]
+            )
+            for r in found:
                 rows[r["idx"]] = {**dict(rows[r["idx"]]), "b_odo": r["b_odo"], "b_at": r["b_at"]}
     return rows
 
@@ -638,9 +591,8 @@ async def _store_batch_once(
                 (i, provider_id, r.event_id, r.vin, known[0] if known else None, r.odometer_m,
                  r.recorded_at, received_at, r.original_value, r.original_unit)
             )
-        await conn.copy_records_to_table("ingest_staging", records=staged, columns=_STAGING_COLUMNS)
         rows = await _look_up(conn, staged, now, limits, thorough)
-        # [idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status]
+        # [idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status, staged reading]
         decisions: list[list[Any]] = []
         #: Positions in `decisions` of content duplicates of a reading verified in this batch.
         refs: dict[int, int] = {}
@@ -660,7 +612,7 @@ async def _store_batch_once(
                 continue
             seen_events.add((provider_id, event_id))
             if vehicle_id is None:
-                decisions.append([idx, "q", None, None, None, [VEHICLE_UNKNOWN], "none"])
+                decisions.append([idx, "q", None, None, None, [VEHICLE_UNKNOWN], "none", st])
                 outcomes[idx] = ItemOutcome("quarantined", (VEHICLE_UNKNOWN,))
                 counts["quarantined"] += 1
                 continue
@@ -674,7 +626,7 @@ async def _store_batch_once(
             if same_id is not None or (several and key in verified_keys):
                 if same_id is None:
                     refs[len(decisions)] = verified_keys[key]
-                decisions.append([idx, "c", vehicle_id, same_id, None, None, None])
+                decisions.append([idx, "c", vehicle_id, same_id, None, None, None, st])
                 outcomes[idx] = ItemOutcome("duplicate", reading_id=same_id)
                 counts["duplicates"] += 1
                 continue
@@ -699,18 +651,17 @@ async def _store_batch_once(
                 if several:
                     verified_keys[key] = len(decisions)
                     bisect.insort(accepted[vehicle_id], (recorded_at, odometer_m))
-                decisions.append([idx, "v", vehicle_id, None, None, None, None])
+                decisions.append([idx, "v", vehicle_id, None, None, None, None, st])
                 outcomes[idx] = ItemOutcome("accepted")
                 counts["accepted"] += 1
             else:
                 decreased = ODOMETER_DECREASED in reasons
                 if decreased and vehicle_id not in rollbacks:
                     rollbacks[vehicle_id] = (len(decisions), vehicles[vin][1], reasons, candidate, before, after)
-                decisions.append([idx, "q", vehicle_id, None, None, list(reasons), "open" if decreased else "none"])
+                decisions.append([idx, "q", vehicle_id, None, None, list(reasons), "open" if decreased else "none", st])
                 outcomes[idx] = ItemOutcome("quarantined", reasons)
                 counts["quarantined"] += 1
 
-        await conn.execute(_RESET_SETTINGS)
         n_verified = sum(1 for d in decisions if d[1] == "v")
         n_quarantined = sum(1 for d in decisions if d[1] == "q")
         ids = await conn.fetchrow(_IDS, n_verified, n_quarantined)
@@ -724,34 +675,38 @@ async def _store_batch_once(
                 d[4] = next(quarantine_ids)
         for pos, ref in refs.items():
             decisions[pos][3] = decisions[ref][3]
-        for d in decisions:
-            o = outcomes[d[0]]
+        verified_rows = []
+        quarantined_rows = []
+        event_rows = []
+        for idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status, st in decisions:
+            o = outcomes[idx]
             assert o is not None
-            o.reading_id, o.quarantine_id = d[3], d[4]
-        # The decisions go with the statement that writes them (arrays, one per column).
-        written = await conn.fetchrow(
-            _WRITE,
-            [d[0] for d in decisions],
-            [d[1] for d in decisions],
-            [d[2] for d in decisions],
-            [d[3] for d in decisions],
-            [d[4] for d in decisions],
-            [",".join(d[5]) if d[5] else None for d in decisions],
-            [d[6] for d in decisions],
-        )
-        if (
-            written is None
-            or written["readings"] != n_verified
-            or written["quarantined"] != n_quarantined
-            or written["events"] != len(decisions)
-        ):
-            raise _LostRace()
+            o.reading_id, o.quarantine_id = reading_id, quarantine_id
+            _, provider_id, event_id, vin, _, odometer_m, recorded_at, received_at, value, unit = st
+            if kind == "v":
+                verified_rows.append(
+                    (reading_id, vehicle_id, odometer_m, recorded_at, received_at, "telematics", provider_id,
+                     event_id, value, unit)
+                )
+            elif kind == "q":
+                quarantined_rows.append(
+                    (quarantine_id, "telematics", provider_id, event_id, vehicle_id, vin, odometer_m,
+                     recorded_at, received_at, value, unit, reasons, review_status)
+                )
+            event_rows.append((provider_id, event_id, reading_id, quarantine_id))
+        if verified_rows:
+            await conn.copy_records_to_table("readings", records=verified_rows, columns=_READING_COLUMNS)
+        if quarantined_rows:
+            await conn.copy_records_to_table(
+                "quarantined_readings", records=quarantined_rows, columns=_QUARANTINE_COLUMNS
+            )
+        if event_rows:
+            await conn.copy_records_to_table("provider_events", records=event_rows, columns=_EVENT_COLUMNS)
         for vehicle_id, (pos, district, reasons, candidate, before, after) in rollbacks.items():
             opened = await _open_rollback(
                 conn, vehicle_id, district, decisions[pos][4], reasons, candidate, before, after
             )
             disputes += opened is not None
-        await conn.execute(_CLEAR_STAGING)
 
     if raw_rows:
         inserted = {

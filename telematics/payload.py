@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from telematics.adapters import adapt
+from telematics.adapters import adapt, adapt_items
 from telematics.reading import Adapted, Problem, Rejected
 
 MQTT_MAX_BYTES = 256 * 1024
@@ -99,7 +99,7 @@ def parse_mqtt_payload(raw: bytes | bytearray) -> list[Adapted]:
                     raw_for_quarantine(raw),
                 )
             ]
-        return [adapt(item, f"[{i}]") for i, item in enumerate(data)]
+        return adapt_items(data, "")
     return [adapt(data, "reading")]
 
 
@@ -124,4 +124,4 @@ def parse_http_batch(raw: bytes) -> list[Adapted]:
     extra = sorted(set(data) - {"readings"})
     if extra:
         raise PayloadError("unknown_field", f"Unknown field {extra[0]!r}.", extra[0])
-    return [adapt(item, f"readings[{i}]") for i, item in enumerate(readings)]
+    return adapt_items(readings, "readings")

@@ -28,6 +28,21 @@ def raw_text(obj: Any) -> str:
         return storable(repr(obj))
 
 
+def adapt_items(items: list[Any], prefix: str) -> list[Adapted]:
+    """The items of a batch, each adapted as by `adapt` (its path is `prefix[i]`).
+
+    A well-formed canonical reading, as nearly every item of a large batch is, is taken at once,
+    without building its path or looking for other shapes (only the webhook envelope's
+    `signals` would take precedence over the canonical shape).
+    """
+    quick = canonical.quick
+    out: list[Adapted] = []
+    for i, obj in enumerate(items):
+        reading = quick(obj) if type(obj) is dict and "signals" not in obj else None
+        out.append(reading if reading is not None else adapt(obj, f"{prefix}[{i}]"))
+    return out
+
+
 def adapt(obj: Any, path: str = "reading") -> Adapted:
     """One parsed JSON item -> a canonical reading, or the reasons it is not one."""
     if not isinstance(obj, dict):

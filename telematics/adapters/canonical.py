@@ -23,7 +23,7 @@ def matches(obj: dict[str, Any]) -> bool:
 
 
 def adapt(obj: dict[str, Any], path: str) -> OdometerReading:
-    fast = _fast(obj)
+    fast = quick(obj)
     return fast if fast is not None else _checked(obj, path)
 
 
@@ -49,9 +49,9 @@ _METRES = units.METRES_PER_UNIT
 _VIN = units.VIN_PATTERN
 
 
-def _fast(obj: dict[str, Any]) -> OdometerReading | None:
+def quick(obj: dict[str, Any]) -> OdometerReading | None:
     """The common, well-formed reading, checked inline; None sends it through `adapt`'s field by
-    field checks, which alone decide what is wrong with an item."""
+    field checks, which alone decide what is wrong with an item (and which shape it has)."""
     try:
         event_id = obj["event_id"]
         vin = obj["vin"]
@@ -74,16 +74,24 @@ def _fast(obj: dict[str, Any]) -> OdometerReading | None:
         and len(recorded_at) <= 40
     ):
         return None
-    d = value if type(value) is Decimal else Decimal(value)
-    if not d.is_finite() or d < 0:
-        return None
-    metres = (d * _METRES[unit]).quantize(_ONE, rounding=ROUND_HALF_UP)
-    if metres > MAX_M:
-        return None
+    if type(value) is int and unit != "mi":
+        # Whole kilometres or metres: exact in integers.
+        metres = value * 1000 if unit == "km" else value
+        if value < 0 or metres > MAX_M:
+            return None
+        d = Decimal(value)
+    else:
+        d = value if type(value) is Decimal else Decimal(value)
+        if not d.is_finite() or d < 0:
+            return None
+        exact = (d * _METRES[unit]).quantize(_ONE, rounding=ROUND_HALF_UP)
+        if exact > MAX_M:
+            return None
+        metres = int(exact)
     try:
         at = datetime.fromisoformat(recorded_at)
     except ValueError:
         return None
-    if at.tzinfo is None or at.utcoffset() is None:
+    if at.tzinfo is None:  # fromisoformat gives a fixed offset or none
         return None
-    return OdometerReading(event_id, vin, int(metres), at.astimezone(UTC), d, unit)
+    return OdometerReading(event_id, vin, metres, at.astimezone(UTC), d, unit)

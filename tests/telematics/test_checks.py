@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telematics.checks import (
+    CHAIN,
     CONFLICTING_READING,
     CONSENT_MISSING,
     CONSENT_WITHDRAWN,
@@ -36,7 +37,9 @@ def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
-def verdict(candidate: Point, before: Point | None = None, after: Point | None = None, **kw: object) -> tuple[str, ...]:
+def verdict(
+    candidate: Point, before: Point | None = None, after: Point | None = None, **kw: object
+) -> tuple[str, ...]:
     return check_reading(candidate, Neighbourhood(before, after, NOW, **kw))  # type: ignore[arg-type]
 
 
@@ -59,7 +62,9 @@ def test_speed_and_daily_distance() -> None:
     reasons = verdict(Point(10_300_000, at(1)), before=Point(10_000_000, at(0)))
     assert SPEED_IMPLAUSIBLE in reasons
     # 2,400 km in 20 hours is 120 km/h, but more than 2,000 km in a day.
-    assert verdict(Point(12_400_000, at(20)), before=Point(10_000_000, at(0))) == (DISTANCE_PER_DAY_IMPLAUSIBLE,)
+    assert verdict(Point(12_400_000, at(20)), before=Point(10_000_000, at(0))) == (
+        DISTANCE_PER_DAY_IMPLAUSIBLE,
+    )
     # 3,000 km over two days is fine.
     assert verdict(Point(13_000_000, at(48)), before=Point(10_000_000, at(0))) == ()
 
@@ -67,7 +72,9 @@ def test_speed_and_daily_distance() -> None:
 def test_resolution_allows_a_kilometre_tick_seconds_apart() -> None:
     before = Point(10_000_000, at(0))
     assert verdict(Point(10_001_000, before.recorded_at + timedelta(seconds=5)), before=before) == ()
-    assert SPEED_IMPLAUSIBLE in verdict(Point(10_003_000, before.recorded_at + timedelta(seconds=5)), before=before)
+    assert SPEED_IMPLAUSIBLE in verdict(
+        Point(10_003_000, before.recorded_at + timedelta(seconds=5)), before=before
+    )
 
 
 def test_future_beyond_clock_skew() -> None:
@@ -125,7 +132,9 @@ def plausible_histories(draw: st.DrawFn) -> list[Point]:
     return points
 
 
-def ingest(history: list[Point], arrival: list[Point]) -> tuple[list[Point], list[tuple[Point, tuple[str, ...]]]]:
+def ingest(
+    history: list[Point], arrival: list[Point]
+) -> tuple[list[Point], list[tuple[Point, tuple[str, ...]]]]:
     """Feed readings in arrival order; each is judged against its nearest verified neighbours."""
     verified = sorted(history, key=lambda p: (p.recorded_at, p.odometer_m))
     refused = []
@@ -144,7 +153,9 @@ def ingest(history: list[Point], arrival: list[Point]) -> tuple[list[Point], lis
 
 @settings(max_examples=150, deadline=None)
 @given(plausible_histories(), st.randoms(use_true_random=False))
-def test_a_plausible_history_is_verified_in_any_arrival_order(history: list[Point], rnd: random.Random) -> None:
+def test_a_plausible_history_is_verified_in_any_arrival_order(
+    history: list[Point], rnd: random.Random
+) -> None:
     arrival = list(history)
     rnd.shuffle(arrival)
     verified, refused = ingest([], arrival)
@@ -189,4 +200,61 @@ def test_a_rollback_is_flagged_wherever_it_lands(history: list[Point], i: int, d
         return
     ghost = Point(target.odometer_m - drop_km * 1000, target.recorded_at + timedelta(seconds=1))
     before, after = nearest_neighbours(ghost, history)
-    assert ODOMETER_DECREASED in check_reading(ghost, Neighbourhood(before, after, NOW + timedelta(days=3650)))
+    assert ODOMETER_DECREASED in check_reading(
+        ghost, Neighbourhood(before, after, NOW + timedelta(days=3650))
+    )
+
+
+def _chain_only(candidate: Point, n: Neighbourhood, limits: Limits) -> tuple[str, ...]:
+    reasons: tuple[str, ...] = ()
+    for check in CHAIN:
+        reasons += check(candidate, n, limits)
+    return reasons
+
+
+@st.composite
+def neighbourhoods(draw: st.DrawFn) -> tuple[Point, Neighbourhood, Limits]:
+    """A candidate with neighbours near the limits: a few metres and seconds either side of them."""
+    limits = draw(
+        st.builds(
+            Limits, st.integers(1, 400), st.integers(1, 5000), st.integers(0, 3600), st.integers(0, 2000)
+        )
+    )
+    candidate = Point(draw(st.integers(0, 10**9)), T0 + timedelta(microseconds=draw(st.integers(0, 10**12))))
+
+    def near(sign: int) -> Point | None:
+        if draw(st.booleans()):
+            return None
+        dt_us = draw(
+            st.sampled_from([0, 1, 10**6, 3_600 * 10**6, 86_400 * 10**6])
+            | st.integers(-(10**6), 5 * 86_400 * 10**6)
+        )
+        # At the speed or daily limit for that interval, give or take a little, or anything.
+        edge = max(limits.max_speed_kmh * 1000 * dt_us // 3_600_000_000, 0) + limits.resolution_m
+        day = (
+            limits.max_km_per_day * 1000 * max(dt_us, 86_400 * 10**6) // (86_400 * 10**6)
+            + limits.resolution_m
+        )
+        distance = draw(st.sampled_from([0, edge, day]) | st.integers(-5_000, 5_000_000)) + draw(
+            st.integers(-2, 2)
+        )
+        return Point(
+            candidate.odometer_m + sign * distance,
+            candidate.recorded_at + sign * timedelta(microseconds=dt_us),
+        )
+
+    now = candidate.recorded_at + timedelta(seconds=draw(st.integers(-7200, 7200)))
+    consent = draw(st.sampled_from(["granted", "missing", "withdrawn", "not_required"]))
+    return candidate, Neighbourhood(near(-1), near(1), now, True, consent), limits
+
+
+@settings(max_examples=3000, deadline=None)
+@given(neighbourhoods())
+def test_the_quick_verdict_agrees_with_the_chain(case: tuple[Point, Neighbourhood, Limits]) -> None:
+    """A reading passes at once only where every check of the chain lets it through, and the
+    reasons for a refused one are the chain's."""
+    candidate, n, limits = case
+    reasons = check_reading(candidate, n, limits)
+    chain = _chain_only(candidate, n, limits)
+    assert (reasons == ()) == (chain == ())
+    assert reasons[: len(chain)] == chain

@@ -207,10 +207,33 @@ def test_the_fast_path_agrees_with_the_field_by_field_checks(item: dict[str, obj
     from telematics.adapters import canonical
     from telematics.reading import ItemError
 
-    fast = canonical._fast(item)
+    fast = canonical.quick(item)
     try:
         careful: object = canonical._checked(item, "reading")
     except ItemError:
         careful = None
     if fast is not None:
         assert fast == careful
+
+
+def test_a_batch_is_adapted_item_by_item_whatever_its_shapes() -> None:
+    """The batch path takes well-formed canonical readings at once; every other item (another
+    shape, a canonical one with a problem, a webhook envelope that also has canonical keys) gets
+    exactly what `adapt` gives it, with its own path."""
+    from telematics.adapters import adapt_items
+
+    envelope_with_canonical_keys = {**canonical(), "signals": []}
+    items = [
+        canonical(),
+        {"vin": VIN, "odometer": {"value": 7, "unit": "mi"}, "timestamp": "2022-03-01T00:00:00Z"},
+        envelope_with_canonical_keys,
+        canonical(vin="nope"),
+        canonical(odometer={"value": 12, "unit": "mi"}),
+        canonical(odometer={"value": -1, "unit": "km"}),
+        [1, 2],
+        canonical(recorded_at="2022-03-01T09:00:00"),
+    ]
+    adapted = adapt_items(items, "readings")
+    assert adapted == [adapt(item, f"readings[{i}]") for i, item in enumerate(items)]
+    assert isinstance(adapted[2], Rejected) and adapted[2].problems[0].field == "readings[2].eventId"
+    assert isinstance(adapted[3], Rejected) and adapted[3].problems[0].field == "readings[3].vin"
