@@ -371,25 +371,22 @@ LOOKBACK = timedelta(days=35)
 _BATCH = """unnest($3::int4[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[])
      as s(idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at)"""
 
-# Per reading: its consent, whether its event was seen, the same reading already stored, and the
-# car's nearest verified readings before and after it. Readings are found by scanning month
+# Per reading: its consent, whether its event was seen (thorough look-up only), the same reading
+# already stored (ditto), and the car's nearest verified readings before and after it. Readings are found by scanning month
 # partitions in recorded_at order and stopping at the first hit. The window [$1, $2] (query
 # parameters, so partitions outside it are pruned once when the query starts, not on every
 # probe; both bounds on every look-up) keeps each probe to a few partitions: $2 is our clock plus
 # skew plus a day (no verified reading lies beyond it); a previous reading older than $1 is looked
 # up by _BEFORE_OLDER.
 _LOOKUP = """
-select s.idx, c.found as consent_row, c.withdrawn, e.seen, {same_id} as same_id,
+select s.idx, c.found as consent_row, c.withdrawn, {seen} as seen, {same_id} as same_id,
        b.id as b_id, b.odometer_m as b_odo, b.recorded_at as b_at,
        a.odometer_m as a_odo, a.recorded_at as a_at
 from {batch}
 left join lateral (
     select true as found, c.withdrawn_at is not null as withdrawn from vehicle_consents c
     where c.provider_id = s.provider_id and c.vehicle_id = s.vehicle_id limit 1) c on true
-left join lateral (
-    select true as seen from provider_events pe
-    where pe.provider_id = s.provider_id and pe.event_id = s.event_id limit 1) e on true
-{same}
+{thorough}
 left join lateral (
     select r.id, r.odometer_m, r.recorded_at from readings r
     where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at <= s.recorded_at
@@ -400,14 +397,20 @@ left join lateral (
     where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at > s.recorded_at
       and r.recorded_at >= $1 and r.recorded_at <= $2
     order by r.recorded_at limit 1) a on true"""
-# The same reading already stored is usually the verified reading found "before" (same instant and
-# odometer). Only a superseded one (or a writer that skipped the locks) needs a look of its own:
-# when the insert then meets it, the batch starts over with this thorough look-up.
-_LOOKUP_FAST = _LOOKUP.format(batch=_BATCH, same="", same_id="null::int8")
+# The fast look-up, for a first attempt, trusts that a batch holds new events: a seen event is a
+# duplicate key when its provider event is written, and the same reading already stored is
+# usually the verified reading found "before" (same instant and odometer). Only a superseded one,
+# a resent event or a writer that skipped the locks makes the write fail; the batch then starts
+# over with the thorough look-up, which probes both.
+_LOOKUP_FAST = _LOOKUP.format(batch=_BATCH, thorough="", seen="null::bool", same_id="null::int8")
 _LOOKUP_THOROUGH = _LOOKUP.format(
     batch=_BATCH,
+    seen="e.seen",
     same_id="same.id",
-    same="""left join lateral (
+    thorough="""left join lateral (
+    select true as seen from provider_events pe
+    where pe.provider_id = s.provider_id and pe.event_id = s.event_id limit 1) e on true
+left join lateral (
     select r.id from readings r
     where r.vehicle_id = s.vehicle_id and r.recorded_at = s.recorded_at and r.odometer_m = s.odometer_m
       and r.recorded_at >= $1 and r.recorded_at <= $2
@@ -428,11 +431,10 @@ select array(select nextval('readings_id_seq') from generate_series(1, $1::int4)
              from generate_series(1, $2::int4)) as quarantine"""
 
 # The decisions are written by COPY, the cheapest way into a table (rows go in as multi-row
-# inserts, and a partitioned table routes them). Neither table is written with ON CONFLICT:
-# under the cars' locks, and after the look-up, an identical reading can only be a superseded
-# one or the work of a writer that skipped the locks, and a seen event one that another worker
-# was given too (an MQTT redelivery) and stored since our look-up. Either way the unique
-# violation rolls the batch back and it starts over with the thorough look-up, which finds them.
+# inserts, and a partitioned table routes them). Neither table is written with ON CONFLICT: a key
+# already taken (an event sent again, which the fast look-up does not probe for; a superseded
+# identical reading; an event another worker stored since our look-up) is a unique violation that
+# rolls the batch back, and it starts over with the thorough look-up, which finds them.
 _READING_COLUMNS = (
     "id", "vehicle_id", "odometer_m", "recorded_at", "received_at", "source", "provider_id",
     "provider_event_id", "original_value", "original_unit",

@@ -62,6 +62,32 @@ async def test_store_then_replay_counts_duplicates(pool: asyncpg.Pool) -> None:
     assert (counts["a"], counts["d"], counts["q"]) == (5, 10, 0)
 
 
+async def test_an_event_sent_again_is_a_duplicate_whatever_it_now_says(pool: asyncpg.Pool) -> None:
+    """The provider's event id decides: an event id already stored is a duplicate, even with a
+    different (plausible) value or among new events, and the counts say so exactly once."""
+    async with pool.acquire() as conn:
+        p = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1, [p])
+        await store_batch(conn, items(p.id, [odo(car, 1000, NOW - timedelta(hours=10), event_id="e1")]))
+        mixed = await store_batch(
+            conn,
+            items(
+                p.id,
+                [
+                    odo(car, 1010, NOW - timedelta(hours=9), event_id="e2"),
+                    odo(car, 1020, NOW - timedelta(hours=8), event_id="e1"),  # e1 again, new content
+                    odo(car, 1030, NOW - timedelta(hours=7), event_id="e3"),
+                ],
+            ),
+        )
+    assert [o.status for o in mixed.items] == ["accepted", "duplicate", "accepted"]
+    assert [km for _, km in await verified(pool, car)] == [1_000_000, 1_010_000, 1_030_000]
+    counts = await pool.fetchrow(
+        "select sum(accepted) a, sum(duplicates) d from ingest_counts where provider_id = $1", p.id
+    )
+    assert counts is not None and (counts["a"], counts["d"]) == (3, 1)
+
+
 async def test_readings_of_one_car_within_a_batch_are_each_others_neighbours(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         p = await make_provider(conn)
