@@ -402,7 +402,8 @@ def spawn_publisher(port: int, provider: str, password: str, vehicles: int, per_
     proc = subprocess.Popen(
         [
             sys.executable, __file__, "--publisher", "--port", str(port), "--provider", provider,
-            "--password", password, "--vehicles", str(vehicles), "--per-vehicle", str(per_vehicle),
+            # One argument: a generated password may begin with "-".
+            f"--password={password}", "--vehicles", str(vehicles), "--per-vehicle", str(per_vehicle),
             "--k0", str(k0), "--base", base.isoformat(), "--window", str(window),
         ],
         stdin=subprocess.PIPE,
