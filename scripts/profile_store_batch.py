@@ -5,7 +5,7 @@ readings (after one reading of every car, to warm up), and prints the wall time 
 largest first; the last line is JSON. Diagnostic only (docs/scaling.md quotes it); the throughput
 benchmarks are bench/ingest.py and bench/ingest_floor.py.
 
-Run:  .venv/bin/python scripts/profile_store_batch.py [--batch 500]
+Run:  .venv/bin/python scripts/profile_store_batch.py [--batch 1000]
 """
 
 from __future__ import annotations
@@ -117,5 +117,5 @@ async def main(batch: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=1000)
     print(json.dumps(asyncio.run(main(ap.parse_args().batch)), ensure_ascii=False))
