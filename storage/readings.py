@@ -8,10 +8,11 @@ Two entry points, both correct under any number of concurrent writers:
   rollback dispute on a decrease.
 - `store_batch(conn, items)`: the telematics fast path for up to a few thousand readings. The
   cars by VIN and their locks; one set-based query, over the batch sent as arrays, for every
-  reading's consent, seen event and nearest verified neighbours (index probes within a window of
-  month partitions); the checks in Python (readings of the same car inside the batch are
-  neighbours of each other too); then COPY of the readings, quarantined readings and provider
-  events.
+  reading's consent and nearest verified neighbours (index probes within a window of month
+  partitions); the checks in Python (readings of the same car inside the batch are neighbours of
+  each other too); then COPY of the readings, quarantined readings and provider events. An event
+  sent again makes that write fail, and the batch starts over with a look-up that probes for
+  seen events too.
 
 Correctness per vehicle comes from PostgreSQL, never from message order: every writer of
 `readings` takes `pg_advisory_xact_lock(LOCK_NAMESPACE, vehicle_id)` (in ascending vehicle order,
@@ -372,12 +373,12 @@ _BATCH = """unnest($3::int4[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $
      as s(idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at)"""
 
 # Per reading: its consent, whether its event was seen (thorough look-up only), the same reading
-# already stored (ditto), and the car's nearest verified readings before and after it. Readings are found by scanning month
-# partitions in recorded_at order and stopping at the first hit. The window [$1, $2] (query
-# parameters, so partitions outside it are pruned once when the query starts, not on every
-# probe; both bounds on every look-up) keeps each probe to a few partitions: $2 is our clock plus
-# skew plus a day (no verified reading lies beyond it); a previous reading older than $1 is looked
-# up by _BEFORE_OLDER.
+# already stored (ditto), and the car's nearest verified readings before and after it. Readings
+# are found by scanning month partitions in recorded_at order and stopping at the first hit. The
+# window [$1, $2] (query parameters, so partitions outside it are pruned once when the query
+# starts, not on every probe; both bounds on every look-up) keeps each probe to a few partitions:
+# $2 is our clock plus skew plus a day (no verified reading lies beyond it); a previous reading
+# older than $1 is looked up by _BEFORE_OLDER.
 _LOOKUP = """
 select s.idx, c.found as consent_row, c.withdrawn, {seen} as seen, {same_id} as same_id,
        b.id as b_id, b.odometer_m as b_odo, b.recorded_at as b_at,

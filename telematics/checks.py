@@ -128,13 +128,23 @@ def pair_too_far_per_day(earlier: Point, later: Point, limits: Limits) -> bool:
 
 
 def pair_plausible(earlier: Point, later: Point, limits: Limits) -> bool:
-    """The invariant every adjacent pair of verified readings keeps."""
-    if earlier.recorded_at == later.recorded_at:
-        return earlier.odometer_m == later.odometer_m
-    return not (
-        pair_decreases(earlier, later)
-        or pair_too_fast(earlier, later, limits)
-        or pair_too_far_per_day(earlier, later, limits)
+    """The invariant every adjacent pair of verified readings keeps: the same odometer at the same
+    instant, otherwise none of `pair_decreases`, `pair_too_fast` and `pair_too_far_per_day`.
+
+    In one pass (every reading stored is judged by it; a property test holds it to the three).
+    """
+    distance = later.odometer_m - earlier.odometer_m
+    d = later.recorded_at - earlier.recorded_at
+    dt = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    if dt == 0:
+        return distance == 0
+    if distance < 0:
+        return False
+    distance -= limits.resolution_m
+    if distance <= 0:
+        return True
+    return (dt < 0 or distance * _US_PER_HOUR <= limits.max_speed_kmh * 1000 * dt) and (
+        distance * _US_PER_DAY <= limits.max_km_per_day * 1000 * max(dt, _US_PER_DAY)
     )
 
 
@@ -224,24 +234,6 @@ FOLLOW_UPS: tuple[Check, ...] = (check_unit_jump,)
 _PAIR_REASONS = frozenset({ODOMETER_DECREASED, SPEED_IMPLAUSIBLE, DISTANCE_PER_DAY_IMPLAUSIBLE})
 
 
-def _pair_passes(earlier: Point, later: Point, limits: Limits) -> bool:
-    """What `pair_plausible` says, in one pass: the chain finds nothing wrong with this pair."""
-    distance = later.odometer_m - earlier.odometer_m
-    if distance < 0:
-        return False
-    d = later.recorded_at - earlier.recorded_at
-    dt = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
-    if dt == 0:
-        return distance == 0
-    distance -= limits.resolution_m
-    if distance <= 0:
-        return True
-    return (
-        distance * _US_PER_HOUR <= limits.max_speed_kmh * 1000 * dt
-        and distance * _US_PER_DAY <= limits.max_km_per_day * 1000 * max(dt, _US_PER_DAY)
-    )
-
-
 def _passes(c: Point, n: Neighbourhood, limits: Limits) -> bool:
     """The common case, decided at once: a reading every check of the chain lets through.
 
@@ -251,8 +243,8 @@ def _passes(c: Point, n: Neighbourhood, limits: Limits) -> bool:
     return (
         (n.consent == "granted" or n.consent == "not_required")
         and c.recorded_at <= n.now + timedelta(seconds=limits.clock_skew_s)
-        and (n.before is None or _pair_passes(n.before, c, limits))
-        and (n.after is None or _pair_passes(c, n.after, limits))
+        and (n.before is None or pair_plausible(n.before, c, limits))
+        and (n.after is None or pair_plausible(c, n.after, limits))
     )
 
 

@@ -20,12 +20,16 @@ from telematics.checks import (
     SPEED_IMPLAUSIBLE,
     UNIT_JUMP,
     VEHICLE_UNKNOWN,
+    Consent,
     Limits,
     Neighbourhood,
     Point,
     check_reading,
     nearest_neighbours,
+    pair_decreases,
     pair_plausible,
+    pair_too_far_per_day,
+    pair_too_fast,
 )
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -244,7 +248,7 @@ def neighbourhoods(draw: st.DrawFn) -> tuple[Point, Neighbourhood, Limits]:
         )
 
     now = candidate.recorded_at + timedelta(seconds=draw(st.integers(-7200, 7200)))
-    consent = draw(st.sampled_from(["granted", "missing", "withdrawn", "not_required"]))
+    consent: Consent = draw(st.sampled_from(["granted", "missing", "withdrawn", "not_required"]))
     return candidate, Neighbourhood(near(-1), near(1), now, True, consent), limits
 
 
@@ -258,3 +262,23 @@ def test_the_quick_verdict_agrees_with_the_chain(case: tuple[Point, Neighbourhoo
     chain = _chain_only(candidate, n, limits)
     assert (reasons == ()) == (chain == ())
     assert reasons[: len(chain)] == chain
+
+
+@settings(max_examples=3000, deadline=None)
+@given(neighbourhoods())
+def test_a_plausible_pair_is_one_no_check_of_a_pair_refuses(case: tuple[Point, Neighbourhood, Limits]) -> None:
+    """`pair_plausible` (one pass) says what the three pair checks say together, either way round."""
+    candidate, n, limits = case
+    for other in (n.before, n.after):
+        if other is None:
+            continue
+        for earlier, later in ((other, candidate), (candidate, other)):
+            if earlier.recorded_at == later.recorded_at:
+                expected = earlier.odometer_m == later.odometer_m
+            else:
+                expected = not (
+                    pair_decreases(earlier, later)
+                    or pair_too_fast(earlier, later, limits)
+                    or pair_too_far_per_day(earlier, later, limits)
+                )
+            assert pair_plausible(earlier, later, limits) == expected, (earlier, later)
