@@ -77,6 +77,8 @@ class _Message:
     topic: str
     payload: bytes | bytearray
     received: float
+    #: The broker's redelivery flag: this message may have been stored already.
+    dup: bool = False
 
 
 @dataclass(slots=True)
@@ -224,7 +226,7 @@ class MqttConsumer:
         try:
             if self._stopping:
                 return  # not acknowledged: the broker redelivers it to this session later
-            self._inbox.append(_Message(msg.mid, self._generation, msg.topic, msg.payload, time.time()))
+            self._inbox.append(_Message(msg.mid, self._generation, msg.topic, msg.payload, time.time(), bool(msg.dup)))
             self._received += 1
             if self._waiting:
                 self._waiting = False
@@ -443,7 +445,12 @@ class MqttConsumer:
                 sub = _Batch(messages=batch.messages, items=entries)
                 items, names = self._items(sub, providers)
                 async with self.pool.acquire() as conn:
-                    outcome = await store_batch(conn, items, limits=self.limits)
+                    outcome = await store_batch(
+                        conn,
+                        items,
+                        limits=self.limits,
+                        expect_duplicates=any(batch.messages[p].dup for p, _, _ in entries),
+                    )
                 record("mqtt", items, outcome, names, time.perf_counter() - started)
                 return
             except asyncio.CancelledError:

@@ -477,20 +477,23 @@ async def store_batch(
     now: datetime | None = None,
     max_attempts: int = 5,
     before_write: Callable[[Conn], Awaitable[None]] | None = None,
+    expect_duplicates: bool = False,
 ) -> BatchOutcome:
     """Store a batch of provider readings in one transaction; one outcome per item, in order.
 
     Must not be called inside another transaction (it retries by rolling its own back). Errors
     other than a lost race (the database gone, a bug) propagate with nothing committed.
     `before_write` runs first inside the transaction (e.g. replay detection of a signed request);
-    whatever it raises aborts the batch.
+    whatever it raises aborts the batch. `expect_duplicates` (e.g. a broker's redelivery) makes
+    the first attempt the thorough one, which a resent event would otherwise cost.
     """
     for attempt in range(max_attempts):
         try:
             async with conn.transaction():
                 if before_write is not None:
                     await before_write(conn)
-                outcome = await _store_batch_once(conn, items, limits, now or datetime.now(UTC), attempt > 0)
+                thorough = expect_duplicates or attempt > 0
+                outcome = await _store_batch_once(conn, items, limits, now or datetime.now(UTC), thorough)
             outcome.retries = attempt
             return outcome
         except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):

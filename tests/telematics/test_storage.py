@@ -81,11 +81,24 @@ async def test_an_event_sent_again_is_a_duplicate_whatever_it_now_says(pool: asy
             ),
         )
     assert [o.status for o in mixed.items] == ["accepted", "duplicate", "accepted"]
+    assert mixed.retries == 1  # the first attempt does not look for seen events
     assert [km for _, km in await verified(pool, car)] == [1_000_000, 1_010_000, 1_030_000]
     counts = await pool.fetchrow(
         "select sum(accepted) a, sum(duplicates) d from ingest_counts where provider_id = $1", p.id
     )
     assert counts is not None and (counts["a"], counts["d"]) == (3, 1)
+
+
+async def test_a_redelivery_is_looked_up_thoroughly_at_once(pool: asyncpg.Pool) -> None:
+    """A batch the broker marked as redelivered probes for seen events on its first attempt."""
+    async with pool.acquire() as conn:
+        p = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1, [p])
+        batch = items(p.id, [odo(car, 1000 + k, NOW - timedelta(hours=10 - k)) for k in range(3)])
+        await store_batch(conn, batch[:2])
+        again = await store_batch(conn, batch, expect_duplicates=True)
+    assert [o.status for o in again.items] == ["duplicate", "duplicate", "accepted"]
+    assert again.retries == 0
 
 
 async def test_readings_of_one_car_within_a_batch_are_each_others_neighbours(pool: asyncpg.Pool) -> None:
