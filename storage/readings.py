@@ -368,9 +368,11 @@ RECENT = timedelta(days=365)
 LOOKBACK = timedelta(days=35)
 
 # The batch's readings, as arrays (one per column) that the look-ups unnest: nothing is written
-# to look them up.
-_BATCH = """unnest($3::int4[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[])
-     as s(idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at)"""
+# to look them up. The fast look-up needs neither event ids nor odometers.
+_BATCH_FAST = """unnest($3::int4[], $4::int8[], $5::int8[], $6::timestamptz[])
+     as s(idx, provider_id, vehicle_id, recorded_at)"""
+_BATCH = """unnest($3::int4[], $4::int8[], $5::int8[], $6::timestamptz[], $7::text[], $8::int8[])
+     as s(idx, provider_id, vehicle_id, recorded_at, event_id, odometer_m)"""
 
 # Per reading: its consent, whether its event was seen (thorough look-up only), the same reading
 # already stored (ditto), and the car's nearest verified readings before and after it. Readings
@@ -403,7 +405,7 @@ left join lateral (
 # usually the verified reading found "before" (same instant and odometer). Only a superseded one,
 # a resent event or a writer that skipped the locks makes the write fail; the batch then starts
 # over with the thorough look-up, which probes both.
-_LOOKUP_FAST = _LOOKUP.format(batch=_BATCH, thorough="", seen="null::bool", same_id="null::int8")
+_LOOKUP_FAST = _LOOKUP.format(batch=_BATCH_FAST, thorough="", seen="null::bool", same_id="null::int8")
 _LOOKUP_THOROUGH = _LOOKUP.format(
     batch=_BATCH,
     seen="e.seen",
@@ -546,11 +548,11 @@ async def _look_up(
         groups.append((datetime.min.replace(tzinfo=UTC), old))
     for lo, group in groups:
         top = max([hi] + [st[6] for st in group if st[4] is not None])
-        query = _LOOKUP_THOROUGH if thorough else _LOOKUP_FAST
         idx, provider_id, event_id, _, vehicle_id, odometer_m, recorded_at = zip(
             *(st[:7] for st in group), strict=True
         )
-        for r in await conn.fetch(query, lo, top, idx, provider_id, event_id, vehicle_id, odometer_m, recorded_at):
+        batch = (idx, provider_id, vehicle_id, recorded_at) + ((event_id, odometer_m) if thorough else ())
+        for r in await conn.fetch(_LOOKUP_THOROUGH if thorough else _LOOKUP_FAST, lo, top, *batch):
             rows[r["idx"]] = r
         missing = [
             st for st in group if st[4] is not None and rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
