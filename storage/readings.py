@@ -368,11 +368,12 @@ RECENT = timedelta(days=365)
 LOOKBACK = timedelta(days=35)
 
 # The batch's readings, as arrays (one per column) that the look-ups unnest: nothing is written
-# to look them up. The fast look-up needs neither event ids nor odometers.
-_BATCH_FAST = """unnest($3::int4[], $4::int8[], $5::int8[], $6::timestamptz[])
-     as s(idx, provider_id, vehicle_id, recorded_at)"""
-_BATCH = """unnest($3::int4[], $4::int8[], $5::int8[], $6::timestamptz[], $7::text[], $8::int8[])
-     as s(idx, provider_id, vehicle_id, recorded_at, event_id, odometer_m)"""
+# to look them up, and a row says which reading it answers by its position (`ord`, from 1). The
+# fast look-up needs neither event ids nor odometers.
+_BATCH_FAST = """unnest($3::int8[], $4::int8[], $5::timestamptz[]) with ordinality
+     as s(provider_id, vehicle_id, recorded_at, ord)"""
+_BATCH = """unnest($3::int8[], $4::int8[], $5::timestamptz[], $6::text[], $7::int8[]) with ordinality
+     as s(provider_id, vehicle_id, recorded_at, event_id, odometer_m, ord)"""
 
 # Per reading: its consent, whether its event was seen (thorough look-up only), the same reading
 # already stored (ditto), and the car's nearest verified readings before and after it. Readings
@@ -382,7 +383,7 @@ _BATCH = """unnest($3::int4[], $4::int8[], $5::int8[], $6::timestamptz[], $7::te
 # $2 is our clock plus skew plus a day (no verified reading lies beyond it); a previous reading
 # older than $1 is looked up by _BEFORE_OLDER.
 _LOOKUP = """
-select s.idx, c.found as consent_row, c.withdrawn, {seen} as seen, {same_id} as same_id,
+select s.ord, c.found as consent_row, c.withdrawn, {seen} as seen, {same_id} as same_id,
        b.id as b_id, b.odometer_m as b_odo, b.recorded_at as b_at,
        a.odometer_m as a_odo, a.recorded_at as a_at
 from {batch}
@@ -421,8 +422,8 @@ left join lateral (
 )
 
 _BEFORE_OLDER = """
-select s.idx, b.odometer_m as b_odo, b.recorded_at as b_at
-from unnest($2::int4[], $3::int8[], $4::timestamptz[]) as s(idx, vehicle_id, recorded_at)
+select s.ord, b.odometer_m as b_odo, b.recorded_at as b_at
+from unnest($2::int8[], $3::timestamptz[]) with ordinality as s(vehicle_id, recorded_at, ord)
 join lateral (
     select r.odometer_m, r.recorded_at from readings r
     where r.vehicle_id = s.vehicle_id and r.status = 'verified' and r.recorded_at < $1
@@ -548,21 +549,20 @@ async def _look_up(
         groups.append((datetime.min.replace(tzinfo=UTC), old))
     for lo, group in groups:
         top = max([hi] + [st[6] for st in group if st[4] is not None])
-        idx, provider_id, event_id, _, vehicle_id, odometer_m, recorded_at = zip(
+        _, provider_id, event_id, _, vehicle_id, odometer_m, recorded_at = zip(
             *(st[:7] for st in group), strict=True
         )
-        batch = (idx, provider_id, vehicle_id, recorded_at) + ((event_id, odometer_m) if thorough else ())
+        batch = (provider_id, vehicle_id, recorded_at) + ((event_id, odometer_m) if thorough else ())
         for r in await conn.fetch(_LOOKUP_THOROUGH if thorough else _LOOKUP_FAST, lo, top, *batch):
-            rows[r["idx"]] = r
+            rows[group[r["ord"] - 1][0]] = r
         missing = [
             st for st in group if st[4] is not None and rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
         ]
         if missing and lo.year > 1:
-            found = await conn.fetch(
-                _BEFORE_OLDER, lo, [st[0] for st in missing], [st[4] for st in missing], [st[6] for st in missing]
-            )
+            found = await conn.fetch(_BEFORE_OLDER, lo, [st[4] for st in missing], [st[6] for st in missing])
             for r in found:
-                rows[r["idx"]] = {**dict(rows[r["idx"]]), "b_odo": r["b_odo"], "b_at": r["b_at"]}
+                idx = missing[r["ord"] - 1][0]
+                rows[idx] = {**dict(rows[idx]), "b_odo": r["b_odo"], "b_at": r["b_at"]}
     return rows
 
 
