@@ -354,13 +354,19 @@ select set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
        set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true)"""
 
-# One probe of the active-VIN index per VIN (a plain `vin = any($1)` lets the planner scan every
-# active car through another partial index when its statistics are stale).
-_VEHICLES = """
-select u.vin, v.id, v.district
-from unnest($1::text[]) as u(vin)
-cross join lateral (
-    select id, district from vehicles v where v.vin = u.vin and v.status = 'active' limit 1) v"""
+# The batch's cars by VIN, each one's reading lock taken as it is found, in ascending id order
+# (the sorted subquery is not flattened, so the outer select takes the locks in its order): the
+# same order as `lock_vehicles`, in the same statement. One probe of the active-VIN index per VIN
+# (a plain `vin = any($1)` lets the planner scan every active car through another partial index
+# when its statistics are stale).
+_LOCKED_VEHICLES = """
+select vin, id, district, pg_advisory_xact_lock($2, id::int4)
+from (
+    select u.vin, v.id, v.district
+    from unnest($1::text[]) as u(vin)
+    cross join lateral (
+        select id, district from vehicles v where v.vin = u.vin and v.status = 'active' limit 1) v
+    order by v.id) as found"""
 
 #: Readings this recent are looked up within a window of month partitions (see _LOOKUP).
 RECENT = timedelta(days=365)
@@ -589,9 +595,8 @@ async def _store_batch_once(
         await conn.execute(_SETTINGS)
         vehicles = {
             r["vin"]: (r["id"], r["district"])
-            for r in await conn.fetch(_VEHICLES, list({r.vin for _, _, r, _ in readings}))
+            for r in await conn.fetch(_LOCKED_VEHICLES, list({r.vin for _, _, r, _ in readings}), LOCK_NAMESPACE)
         }
-        await lock_vehicles(conn, [v[0] for v in vehicles.values()])
         staged = []
         for i, provider_id, r, received_at in readings:
             known = vehicles.get(r.vin)

@@ -14,7 +14,7 @@ the arrival order. All arithmetic is on integers (metres, microseconds).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Literal, NamedTuple
@@ -61,6 +61,12 @@ class Limits:
     resolution_m: int = 1000
     #: How close a ratio must come to 1000 or 1.609344 to count as a unit jump (relative).
     unit_jump_tolerance: Fraction = Fraction(2, 100)
+    #: `clock_skew_s` as a timedelta, made once: building one for every reading cost more than
+    #: the rest of the future check.
+    clock_skew: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_s))
 
 
 DEFAULT_LIMITS = Limits()
@@ -164,7 +170,7 @@ def check_consent(c: Point, n: Neighbourhood, limits: Limits) -> tuple[str, ...]
 
 
 def check_not_future(c: Point, n: Neighbourhood, limits: Limits) -> tuple[str, ...]:
-    if c.recorded_at > n.now + timedelta(seconds=limits.clock_skew_s):
+    if c.recorded_at - n.now > limits.clock_skew:
         return (RECORDED_IN_FUTURE,)
     return _NONE
 
@@ -242,7 +248,7 @@ def _passes(c: Point, n: Neighbourhood, limits: Limits) -> bool:
     """
     return (
         (n.consent == "granted" or n.consent == "not_required")
-        and c.recorded_at <= n.now + timedelta(seconds=limits.clock_skew_s)
+        and c.recorded_at - n.now <= limits.clock_skew
         and (n.before is None or pair_plausible(n.before, c, limits))
         and (n.after is None or pair_plausible(c, n.after, limits))
     )
