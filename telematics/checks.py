@@ -140,8 +140,7 @@ def pair_plausible(earlier: Point, later: Point, limits: Limits) -> bool:
     In one pass (every reading stored is judged by it; a property test holds it to the three).
     """
     distance = later.odometer_m - earlier.odometer_m
-    d = later.recorded_at - earlier.recorded_at
-    dt = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    dt = _dt_us(earlier.recorded_at, later.recorded_at)
     if dt == 0:
         return distance == 0
     if distance < 0:
