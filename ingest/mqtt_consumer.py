@@ -191,6 +191,10 @@ class MqttConsumer:
         self._providers: dict[str, tuple[int, bool, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_error_log = 0.0
+        #: Why the consumer stopped consuming (a task of it ended), for readiness.
+        self._failure: str | None = None
+        #: When a received message was last taken or a batch last committed (monotonic).
+        self._progress_at = time.monotonic()
 
     # -- the paho network thread ------------------------------------------------------------
 
@@ -245,10 +249,10 @@ class MqttConsumer:
         self._loop = asyncio.get_running_loop()
         QUEUE_DEPTH.labels("mqtt", "received").set_function(lambda: len(self._inbox))
         QUEUE_DEPTH.labels("mqtt", "batched").set_function(lambda: self._in_batches)
-        self._tasks.append(asyncio.create_task(self._collect(), name="mqtt-collect"))
+        self._spawn(self._collect(), "mqtt-collect")
         for i, lane in enumerate(self._lanes):
-            self._tasks.append(asyncio.create_task(self._write(lane), name=f"mqtt-write-{i}"))
-        self._tasks.append(asyncio.create_task(self._acknowledge(), name="mqtt-ack"))
+            self._spawn(self._write(lane), f"mqtt-write-{i}")
+        self._spawn(self._acknowledge(), "mqtt-ack")
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         log.info("MQTT consumer %s started for %s", self.settings.mqtt_client_id, self.topic)
@@ -278,14 +282,38 @@ class MqttConsumer:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # a failure was logged
                 await task
         self.client.disconnect()
         await asyncio.to_thread(self.client.loop_stop)
         MQTT_CONNECTED.set(0)
 
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._ended)
+        self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A task of the consumer ended while it runs: it no longer consumes, and says so."""
+        if task.cancelled() or self._stopping:
+            return
+        error = task.exception()
+        self._failure = f"{task.get_name()} stopped ({type(error).__name__ if error else 'returned'})"
+        MQTT_CONNECTED.set(0)
+        log.critical("MQTT consumer is not consuming: %s", self._failure, exc_info=error)
+
     async def readiness(self) -> tuple[bool, str]:
-        return (True, "subscribed") if self._subscribed else (False, "disconnected")
+        """Ready only while readings flow: subscribed, every task alive, and nothing received
+        waiting longer than `ingest_stall_s` without a batch committed."""
+        if self._failure is not None:
+            return False, f"not consuming: {self._failure}"
+        if not self._subscribed:
+            return False, "disconnected"
+        waiting = self._inbox or self._open or self._unfinished
+        stalled_s = time.monotonic() - self._progress_at
+        if waiting and stalled_s > self.settings.ingest_stall_s:
+            return False, f"not consuming: nothing committed for {stalled_s:.0f} s"
+        return True, "subscribed"
 
     # -- the event loop: batch, store, acknowledge ----------------------------------------------
 
@@ -342,6 +370,7 @@ class MqttConsumer:
             # Take what has arrived, yielding to the event loop every few hundred messages (the
             # writers, the acknowledger and HTTP requests run on it too).
             taken = 0
+            self._progress_at = time.monotonic()
             while m is not None:
                 taken += 1
                 if taken % 250 == 0:
@@ -451,7 +480,11 @@ class MqttConsumer:
                         limits=self.limits,
                         expect_duplicates=any(batch.messages[p].dup for p, _, _ in entries),
                     )
-                record("mqtt", items, outcome, names, time.perf_counter() - started)
+                self._progress_at = time.monotonic()
+                try:
+                    record("mqtt", items, outcome, names, time.perf_counter() - started)
+                except Exception:  # metrics must never send a committed batch round again
+                    log.exception("recording the metrics of a batch failed")
                 return
             except asyncio.CancelledError:
                 raise

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     ingest_queue_bound: int = Field(20_000, ge=10, le=1_000_000)
     #: Batches written concurrently (each on its own pooled connection).
     ingest_writers: int = Field(2, ge=1, le=16)
+    #: Readiness fails when received readings have waited this long without any being committed.
+    ingest_stall_s: float = Field(30.0, gt=0, le=3600)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)

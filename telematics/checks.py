@@ -224,7 +224,8 @@ def check_unit_jump(c: Point, n: Neighbourhood, limits: Limits) -> tuple[str, ..
     return _NONE
 
 
-#: Evaluated in this order; an unknown vehicle has no history, so the chain stops there.
+#: Evaluated in this order; an unknown vehicle has no history, and a reading without consent is
+#: not compared with it, so the chain stops at either.
 CHAIN: tuple[Check, ...] = (
     check_vehicle,
     check_consent,
@@ -237,6 +238,7 @@ CHAIN: tuple[Check, ...] = (
 #: Run only when the chain found an implausible pair, to say why it may be so.
 FOLLOW_UPS: tuple[Check, ...] = (check_unit_jump,)
 _PAIR_REASONS = frozenset({ODOMETER_DECREASED, SPEED_IMPLAUSIBLE, DISTANCE_PER_DAY_IMPLAUSIBLE})
+_NOT_CONSENTED = frozenset({"missing", "withdrawn"})
 
 
 def _passes(c: Point, n: Neighbourhood, limits: Limits) -> bool:
@@ -263,6 +265,10 @@ def check_reading(
     """
     if not neighbourhood.vehicle_known:
         return (VEHICLE_UNKNOWN,)
+    if neighbourhood.consent in _NOT_CONSENTED:
+        # Without the member's consent the reading is not judged against the car's history at
+        # all: it is quarantined for consent alone and never becomes a reviewer's case.
+        return check_consent(candidate, neighbourhood, limits)
     if _passes(candidate, neighbourhood, limits):
         return _NONE
     reasons: tuple[str, ...] = _NONE

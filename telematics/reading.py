@@ -7,7 +7,7 @@ thousand a second, and the adapters have already validated every field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal, NamedTuple
 
@@ -16,6 +16,11 @@ Unit = Literal["km", "mi", "m"]
 #: The largest odometer the service accepts, in kilometres (DESIGN: over 10,000,000 km is bad input).
 MAX_ODOMETER_KM = 10_000_000
 MAX_EVENT_ID_LENGTH = 200
+#: The earliest instant a reading may claim: before it, a car's clock was never set (epoch 0,
+#: year 0001) and the instant says nothing about when the car drove.
+MIN_RECORDED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+#: Items nest at most this deep (the deepest shape, the webhook envelope, needs 4).
+MAX_ITEM_DEPTH = 16
 
 
 class OdometerReading(NamedTuple):

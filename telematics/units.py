@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from telematics.reading import MAX_EVENT_ID_LENGTH, MAX_ODOMETER_KM, ItemError, Unit
+from telematics.reading import MAX_EVENT_ID_LENGTH, MAX_ODOMETER_KM, MIN_RECORDED_AT, ItemError, Unit
 
 METRES_PER_UNIT: dict[str, Decimal] = {"km": Decimal(1000), "mi": Decimal("1609.344"), "m": Decimal(1)}
 MAX_M = MAX_ODOMETER_KM * 1000
+#: No value above this is an odometer in any unit (the largest is metres). Compared before any
+#: arithmetic: a value such as 1e30 overflows the decimal context once multiplied.
+MAX_VALUE = Decimal(MAX_M)
 _ONE = Decimal(1)
 VIN_PATTERN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -94,6 +97,8 @@ def odometer_value(value: Any, path: str) -> Decimal:
         raise ItemError("odometer_not_finite", f"{path} must be a finite number.", path)
     if d < 0:
         raise ItemError("odometer_negative", f"{path} cannot be negative.", path)
+    if d > MAX_VALUE:
+        raise ItemError("odometer_too_large", f"{path} is over {MAX_ODOMETER_KM:,} km.", path)
     return d
 
 
@@ -121,7 +126,21 @@ def instant(value: Any, path: str) -> datetime:
             f"{path} must carry its UTC offset (e.g. +09:00 or Z): without it the instant is unknown.",
             path,
         )
-    return t.astimezone(UTC)
+    return in_range(t, path)
+
+
+def in_range(t: datetime, path: str) -> datetime:
+    """An aware instant as UTC, refused when it is before `MIN_RECORDED_AT` or cannot be one in
+    UTC at all (year 1 with a positive offset, year 9999 with a negative one)."""
+    try:
+        utc = t.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc < MIN_RECORDED_AT:
+        raise ItemError(
+            "time_out_of_range", f"{path} must lie between {MIN_RECORDED_AT:%Y-%m-%d} and 9999-12-31 (UTC).", path
+        )
+    return utc
 
 
 def epoch_ms(value: Any, path: str) -> datetime:
@@ -131,4 +150,4 @@ def epoch_ms(value: Any, path: str) -> datetime:
     if not 0 <= value <= 253_402_300_799_999:  # up to 9999-12-31T23:59:59.999Z
         raise ItemError("invalid_time", f"{path} is out of range.", path)
     seconds, ms = divmod(value, 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000)
+    return in_range(datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000), path)

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from telematics.adapters import canonical, maker_platform, webhook_envelope
-from telematics.reading import Adapted, ItemError, Problem, Rejected
+from telematics.reading import MAX_ITEM_DEPTH, Adapted, ItemError, Problem, Rejected
 
 ADAPTERS = (webhook_envelope, canonical, maker_platform)
 
@@ -21,11 +21,45 @@ def storable(text: str) -> str:
 
 
 def raw_text(obj: Any) -> str:
-    """The item as JSON text, for quarantine (numbers keep their exact decimal digits)."""
+    """The item as JSON text, for quarantine (numbers keep their exact decimal digits); an item
+    nested too deeply to serialise by recursion is kept down to `MAX_ITEM_DEPTH` levels."""
+    if nested_deeper_than(obj, MAX_ITEM_DEPTH):
+        return storable(_shallow_json(obj, MAX_ITEM_DEPTH))
     try:
         return storable(json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":")))
+    except (TypeError, ValueError, RecursionError):
+        return storable(_shallow_json(obj, MAX_ITEM_DEPTH))
+
+
+def nested_deeper_than(obj: Any, limit: int) -> bool:
+    """True when arrays and objects nest more than `limit` levels; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _shallow_json(obj: Any, levels: int) -> str:
+    """JSON text of `obj` with what lies deeper than `levels` replaced by "…"."""
+    if levels <= 0 and isinstance(obj, dict | list):
+        return '"…"'
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_shallow_json(v, levels - 1)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(_shallow_json(v, levels - 1) for v in obj) + "]"
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
-        return storable(repr(obj))
+        return json.dumps(repr(obj))
 
 
 def adapt_items(items: list[Any], prefix: str) -> list[Adapted]:
@@ -47,6 +81,11 @@ def adapt(obj: Any, path: str = "reading") -> Adapted:
     """One parsed JSON item -> a canonical reading, or the reasons it is not one."""
     if not isinstance(obj, dict):
         return Rejected((Problem("not_an_object", f"{path} must be a JSON object.", path),), raw_text(obj))
+    if nested_deeper_than(obj, MAX_ITEM_DEPTH):
+        return Rejected(
+            (Problem("too_deeply_nested", f"{path} nests more than {MAX_ITEM_DEPTH} levels.", path),),
+            raw_text(obj),
+        )
     for adapter in ADAPTERS:
         if adapter.matches(obj):
             try:

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from telematics import units
-from telematics.reading import MAX_EVENT_ID_LENGTH, OdometerReading
+from telematics.reading import MAX_EVENT_ID_LENGTH, MIN_RECORDED_AT, OdometerReading
 
 _ONE = Decimal(1)
 MAX_M = units.MAX_M
@@ -46,6 +46,7 @@ def _checked(obj: dict[str, Any], path: str) -> OdometerReading:
 
 
 _METRES = units.METRES_PER_UNIT
+_MAX_VALUE = units.MAX_VALUE
 _VIN = units.VIN_PATTERN
 
 
@@ -82,7 +83,7 @@ def quick(obj: dict[str, Any]) -> OdometerReading | None:
         d = Decimal(value)
     else:
         d = value if type(value) is Decimal else Decimal(value)
-        if not d.is_finite() or d < 0:
+        if not d.is_finite() or d < 0 or d > _MAX_VALUE:
             return None
         exact = (d * _METRES[unit]).quantize(_ONE, rounding=ROUND_HALF_UP)
         if exact > MAX_M:
@@ -94,4 +95,10 @@ def quick(obj: dict[str, Any]) -> OdometerReading | None:
         return None
     if at.tzinfo is None:  # fromisoformat gives a fixed offset or none
         return None
-    return OdometerReading(event_id, vin, metres, at.astimezone(UTC), d, unit)
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        return None
+    if utc < MIN_RECORDED_AT:
+        return None
+    return OdometerReading(event_id, vin, metres, utc, d, unit)

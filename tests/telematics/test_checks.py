@@ -111,6 +111,14 @@ def test_unknown_vehicle_and_consent() -> None:
     assert verdict(Point(1, at(0)), consent="granted") == ()
 
 
+def test_a_reading_without_consent_is_judged_on_consent_alone() -> None:
+    """A decrease without consent is not a rollback case: no reviewer sees what was not allowed."""
+    history = Neighbourhood(Point(50_000, at(-1)), None, at(1), True, "missing")
+    assert check_reading(Point(1, at(0)), history) == (CONSENT_MISSING,)
+    assert check_reading(Point(1, at(0)), history._replace(consent="withdrawn")) == (CONSENT_WITHDRAWN,)
+    assert ODOMETER_DECREASED in check_reading(Point(1, at(0)), history._replace(consent="granted"))
+
+
 def test_limits_are_configurable() -> None:
     strict = Limits(max_speed_kmh=100, resolution_m=0)
     n = Neighbourhood(Point(0, at(0)), None, NOW)
@@ -260,6 +268,10 @@ def test_the_quick_verdict_agrees_with_the_chain(case: tuple[Point, Neighbourhoo
     candidate, n, limits = case
     reasons = check_reading(candidate, n, limits)
     chain = _chain_only(candidate, n, limits)
+    if n.consent in ("missing", "withdrawn"):
+        # Not judged against a history the member did not let the provider add to.
+        assert reasons == chain[:1] == ((CONSENT_MISSING,) if n.consent == "missing" else (CONSENT_WITHDRAWN,))
+        return
     assert (reasons == ()) == (chain == ())
     assert reasons[: len(chain)] == chain
 

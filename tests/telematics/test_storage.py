@@ -308,3 +308,24 @@ async def test_an_identical_superseded_reading_is_a_duplicate(pool: asyncpg.Pool
     assert again.items[0].status == "duplicate"
     assert again.items[0].reading_id == first.items[0].reading_id
     assert again.retries == 1
+
+
+async def test_a_reading_without_consent_never_becomes_a_case(pool: asyncpg.Pool) -> None:
+    """Issue 18.3: a decrease sent by a provider the member never consented to is quarantined for
+    consent alone: no rollback dispute, nothing in the review queue."""
+    async with pool.acquire() as conn:
+        allowed = await make_provider(conn)
+        stranger = await make_provider(conn)
+        (car,) = await enrol_cars(conn, 1, [allowed])
+        await store_batch(conn, items(allowed.id, [odo(car, 50_000, NOW - timedelta(days=2))]))
+        out = await store_batch(conn, items(stranger.id, [odo(car, 10, NOW - timedelta(hours=1))]))
+        single = await store_verified_reading(
+            conn,
+            NewReading(car.id, 20_000, NOW - timedelta(hours=2), "telematics", stranger.id, "single-1"),
+            now=NOW,
+        )
+    assert [o.reasons for o in out.items] == [("consent_missing",)]
+    assert single.reasons == ("consent_missing",) and single.dispute_id is None
+    assert await pool.fetchval("select count(*) from disputes where vehicle_id = $1", car.id) == 0
+    statuses = await pool.fetch("select review_status from quarantined_readings where vehicle_id = $1", car.id)
+    assert [r["review_status"] for r in statuses] == ["none", "none"]
