@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Multi-stage: build a virtualenv with the project, then copy it into a slim runtime image that
-# has Tesseract (with Korean) and runs as an unprivileged user.
+# has Tesseract (with Korean) and runs as an unprivileged user. PostgreSQL and the providers'
+# broker (RabbitMQ with its MQTT plugin, docs/scaling.md) run outside the image: give the
+# container CARMILEAGE_DATABASE_URL and CARMILEAGE_BROKER_URL (every node, comma-separated).
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

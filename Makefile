@@ -1,5 +1,6 @@
 # The two commands: `make run` (set up and run the service) and `make test` (set up and test).
-# Both install what is missing and start PostgreSQL / Mosquitto when they do not answer.
+# Both install what is missing and start PostgreSQL when it does not answer; `make run` also starts
+# the project's RabbitMQ node (the providers' broker) unless CARMILEAGE_BROKER_URL names one.
 .PHONY: run test setup setup-test lint typecheck pytest demo bench clean-var
 
 VENV := .venv/bin

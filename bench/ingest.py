@@ -1,21 +1,24 @@
 """Benchmark: telematics ingestion over MQTT and HTTP, end to end, against a naive consumer.
 
-Starts its own scratch database (created, then dropped), its own Mosquitto from the project's
-configuration (temp dir, free port) and `carmileage serve` as a child process. Enrols vehicles
-with their consent, then:
+Starts its own scratch database (created, then dropped), its own RabbitMQ (one node, or with
+`--nodes 3` a cluster on this machine) with the project's topology (a quorum queue, per-provider
+users) and `carmileage serve` as child processes. Enrols vehicles with their consent, then:
 
 - MQTT: a separate process publishes N readings as N messages of one reading each (QoS 1, as
-  providers send them) and the clock stops when all N are committed (the service's exact ingest
-  counts); the load generator writes pre-encoded PUBLISH packets on a raw socket with a bounded
-  in-flight window so that its own CPU stays out of the figure on a 2-core machine;
+  providers send them; the broker PUBACKs once the quorum queue has each durably) and the clock
+  stops when all N are committed (the service's exact ingest counts); the load generator writes
+  pre-encoded PUBLISH packets on a raw socket with a bounded in-flight window so that its own CPU
+  stays out of the figure on a 2-core machine;
 - HTTP: N readings in signed 1,000-reading batches, a few requests at a time; each answer comes
   after its commit;
-- naive: a paho callback doing one INSERT and commit per message, on a smaller sample;
+- naive: one delivery at a time from the same queue, checked and committed on its own, then
+  acknowledged, on a smaller sample;
+- floor: bench/ingest_floor.py's PostgreSQL-only COPY of readings and event keys, same run;
 - checks that every reading is stored exactly once (lost = duplicated = 0).
 
-Run:  nice -n 10 .venv/bin/python bench/ingest.py [--mqtt 200000] [--http 200000] [--naive 5000]
+Run:  nice -n 10 .venv/bin/python bench/ingest.py [--nodes 1|3] [--mqtt 150000] [--http 200000]
 Last line: {"mqtt_readings_per_s", "http_readings_per_s", "naive_readings_per_s", "ratio_vs_naive",
-            "lost", "duplicated", ...}
+            "floor_readings_per_s", "ratio_vs_floor", "lost", "duplicated", ...}
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -46,12 +48,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest import broker  # noqa: E402
+from ingest.broker import rabbitmq  # noqa: E402
 from storage.db import drop_database, ensure_database, with_database  # noqa: E402
 from storage.migrate import migrate  # noqa: E402
 from storage.providers import create_provider  # noqa: E402
+from storage.secret_box import box_for, decode_key, new_key_text  # noqa: E402
 from telematics.signatures import signature  # noqa: E402
 
 ADMIN_URL = os.environ.get("CARMILEAGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: Seals the providers' HMAC secrets here and opens them in the services (which get it in their env).
+PROVIDER_SECRET_KEY = new_key_text()
 PROVIDER = "benchmotors"
 NAIVE_PROVIDER = "naivemotors"
 STEP = timedelta(minutes=10)
@@ -244,23 +250,28 @@ async def wait_for(conn: asyncpg.Connection, provider_id: int, target: int, with
     raise SystemExit(f"timed out: {await committed(conn, provider_id)} of {target} committed")
 
 
-def start_broker(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    conf = broker.render(directory, port=port)
-    proc = subprocess.Popen([broker.mosquitto_binary(), "-c", str(conf)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not broker.answering("127.0.0.1", port):
-        if time.monotonic() > deadline:
-            raise SystemExit("mosquitto did not start")
-        time.sleep(0.05)
-    return proc
+def start_broker(directory: Path, size: int) -> tuple[rabbitmq.Layout, list[rabbitmq.Node]]:
+    """The project's RabbitMQ in a temp directory: one node, or a cluster of `size` on this machine."""
+    tag = uuid.uuid4().hex[:6]
+    if size == 1:
+        ports = [free_port() for _ in range(4)]
+        layout = rabbitmq.Layout.single(f"cmbench-{tag}@localhost", amqp_port=ports[0], mqtt_port=ports[1],
+                                        management_port=ports[2], dist_port=ports[3])
+    else:
+        layout = rabbitmq.Layout.cluster(f"cmbench-{tag}", size)
+    layout.save(directory)
+    nodes = rabbitmq.start_nodes(directory, layout)
+    rabbitmq.ensure_topology(rabbitmq.Admin.for_node(nodes[0]), directory, replicas=size)
+    return layout, nodes
 
 
-def start_service(db_url: str, mqtt_url: str, port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_service(db_url: str, broker_url: str, port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CARMILEAGE_DATABASE_URL": db_url,
-        "CARMILEAGE_MQTT_URL": mqtt_url,
-        "CARMILEAGE_MQTT_CLIENT_ID": f"bench-worker-{uuid.uuid4().hex[:6]}",
+        "CARMILEAGE_MIGRATION_DATABASE_URL": "",
+        "CARMILEAGE_PROVIDER_SECRET_KEY": PROVIDER_SECRET_KEY,
+        "CARMILEAGE_BROKER_URL": broker_url,
         "CARMILEAGE_HTTP_PORT": str(port),
         "CARMILEAGE_DATA_DIR": str(data_dir),
         "CARMILEAGE_LOG_LEVEL": "WARNING",
@@ -270,7 +281,7 @@ def start_service(db_url: str, mqtt_url: str, port: int, data_dir: Path, log: Pa
         [sys.executable, "-m", "ingest.cli", "serve"], env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 30
-    while not broker.answering("127.0.0.1", port):
+    while not rabbitmq.answering("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"service did not start:\n{log.read_text()[-2000:]}")
         time.sleep(0.05)
@@ -287,7 +298,7 @@ async def wait_ready(url: str) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
-    raise SystemExit("service not ready (MQTT subscription)")
+    raise SystemExit("service not ready (consuming the broker's queue)")
 
 
 async def http_phase(
@@ -326,75 +337,59 @@ async def http_phase(
 
 
 class NaiveConsumer:
-    """The straightforward consumer: a paho callback that, per message, checks and stores the
-    reading in its own transaction (one INSERT of the reading, one commit) and lets paho PUBACK
-    when the callback returns. With `checks=False` it only INSERTs the reading (no idempotency on
-    event ids, no checks): the floor of one-commit-per-message."""
+    """The straightforward consumer: one delivery at a time (prefetch 1) from the same queue, checked
+    and stored in its own transaction (one INSERT of the reading, one commit), acknowledged after
+    its commit. With `checks=False` it only INSERTs the reading (no idempotency on event ids, no
+    checks): the floor of one-commit-per-message."""
 
-    def __init__(self, db_url: str, port: int, password: str, count: int, provider_id: int, checks: bool) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
+    def __init__(self, db_url: str, broker_url: str, count: int, provider_id: int, checks: bool) -> None:
+        self.db_url, self.broker_url = db_url, broker_url
         self.count, self.provider_id, self.checks = count, provider_id, checks
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.conn = self._run(asyncpg.connect(db_url))
-        self.vehicles = {r["vin"]: r["id"] for r in self._run(self.conn.fetch("select vin, id from vehicles"))}
-        self.done = threading.Event()
-        self.seen = 0
-        self.started = 0.0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"naive-{uuid.uuid4().hex[:6]}")
-        self.client.username_pw_set(broker.SERVICE_USERNAME, password)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda client, *a: client.subscribe(f"$share/naive/{broker.TOPIC_FILTER}", qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        subscribed.wait(10)
+        self.elapsed = 0.0
 
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    async def _store(self, r: dict[str, Any]) -> None:
+    async def _store(self, conn: asyncpg.Connection, r: dict[str, Any]) -> None:
         from storage.readings import NewReading, store_verified_reading
 
         metres = round(Decimal(str(r["odometer"]["value"])) * 1000)
         at = datetime.fromisoformat(r["recorded_at"])
-        async with self.conn.transaction():
+        async with conn.transaction():
             if not self.checks:
-                await self.conn.execute(
+                await conn.execute(
                     """insert into readings (vehicle_id, odometer_m, recorded_at, source, provider_id, provider_event_id)
                        values ($1, $2, $3, 'telematics', $4, $5) on conflict do nothing""",
                     self.vehicles[r["vin"]], metres, at, self.provider_id, r["event_id"],
                 )
                 return
-            new = await self.conn.fetchval(
+            new = await conn.fetchval(
                 "insert into provider_events (provider_id, event_id) values ($1, $2) on conflict do nothing returning 1",
                 self.provider_id, r["event_id"],
             )
             if new:
                 await store_verified_reading(
-                    self.conn,
+                    conn,
                     NewReading(self.vehicles[r["vin"]], metres, at, "telematics", provider_id=self.provider_id,
                                provider_event_id=r["event_id"]),
                 )
 
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.seen == 0:
-            self.started = time.perf_counter()
-        self._run(self._store(json.loads(msg.payload)))
-        self.seen += 1
-        if self.seen == self.count:
-            self.elapsed = time.perf_counter() - self.started
-            self.done.set()
+    async def run(self, started: asyncio.Event) -> float:
+        from ingest.amqp import ConsumerConnection
 
-    def finish(self) -> float:
-        self.done.wait(300)
-        self.client.disconnect()
-        self.client.loop_stop()
-        self._run(self.conn.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        db = await asyncpg.connect(self.db_url)
+        self.vehicles = {r["vin"]: r["id"] for r in await db.fetch("select vin, id from vehicles")}
+        inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        amqp = await ConsumerConnection.open(self.broker_url, lambda tag, key, body, again: inbox.put_nowait((tag, body)))
+        await amqp.consume(rabbitmq.QUEUE, 1, "naive")
+        started.set()
+        t0 = 0.0
+        for i in range(self.count):
+            tag, body = await inbox.get()
+            if i == 0:
+                t0 = time.perf_counter()
+            await self._store(db, json.loads(body))
+            amqp.ack(tag, multiple=False)
+        self.elapsed = time.perf_counter() - t0
+        await amqp.close()
+        await db.close()
         return self.count / self.elapsed
 
 
@@ -417,12 +412,23 @@ def spawn_publisher(port: int, provider: str, password: str, vehicles: int, per_
     return proc
 
 
+def _ingest_floor() -> Any:
+    """bench/ingest_floor.py (a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ingest_floor", ROOT / "bench" / "ingest_floor.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"workers": args.workers}
     db_url = with_database(ADMIN_URL, f"cmbench_ingest_{uuid.uuid4().hex[:8]}")
     tmp = Path(tempfile.mkdtemp(prefix="cm-bench-ingest-"))
-    mqtt_port = free_port()
-    broker_dir = tmp / "mosquitto"
+    broker_dir = tmp / "broker"
+    nodes: list[rabbitmq.Node] = []
     procs: list[subprocess.Popen[Any]] = []
     services: list[subprocess.Popen[Any]] = []
     await ensure_database(db_url)
@@ -430,22 +436,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         conn = await asyncpg.connect(db_url)
         await migrate(conn)
         password, naive_password = broker.new_password(), broker.new_password()
+        box = box_for(decode_key(PROVIDER_SECRET_KEY))
         pid, secret = await create_provider(
-            conn, PROVIDER, display_name=None, mqtt_password_hash=broker.hash_password(password)
+            conn, PROVIDER, display_name=None, mqtt_password_hash=broker.hash_password(password), box=box
         )
         naive_pid, _ = await create_provider(
-            conn, NAIVE_PROVIDER, display_name=None, mqtt_password_hash=broker.hash_password(naive_password)
+            conn, NAIVE_PROVIDER, display_name=None, mqtt_password_hash=broker.hash_password(naive_password), box=box
         )
         await enrol(conn, args.vehicles, [pid, naive_pid])
         await conn.execute("analyze")  # an enrolled fleet has statistics; a fresh table has none
-        broker.render(broker_dir, port=mqtt_port)
-        broker.write_password_file(
-            broker_dir,
-            [(PROVIDER, broker.hash_password(password)), (NAIVE_PROVIDER, broker.hash_password(naive_password))],
-        )
-        mosquitto = start_broker(broker_dir, mqtt_port)
-        procs.append(mosquitto)
-        service_url = broker.service_url(broker_dir, port=mqtt_port)
+        layout, nodes = start_broker(broker_dir, args.nodes)
+        admin = rabbitmq.Admin.for_node(nodes[0])
+        rabbitmq.put_provider(admin, PROVIDER, broker.hash_password(password))
+        rabbitmq.put_provider(admin, NAIVE_PROVIDER, broker.hash_password(naive_password))
+        mqtt_port = layout.nodes[0].mqtt_port
+        service_url = ",".join(layout.amqp_urls(rabbitmq.SERVICE_USER, rabbitmq.secret_in(broker_dir, "service.password")))
+        broker_pids = [n.pid() or 0 for n in nodes]
+        figures["broker"] = f"RabbitMQ {len(nodes)} node(s), quorum queue"
         urls = []
         for i in range(args.workers):
             port = free_port()
@@ -464,18 +471,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         assert pub.stdin is not None and pub.stdout is not None
         pg = PostgresCpu(conn)
         await pg.start()
-        cpu0 = cpu_seconds(service_pids), cpu_seconds([mosquitto.pid])
+        cpu0 = cpu_seconds(service_pids), cpu_seconds(broker_pids)
         t0 = time.perf_counter()
         pub.stdin.write("go\n")
         pub.stdin.flush()
         t1 = await wait_for(conn, pid, n_mqtt, within_s=120)
-        cpu1 = cpu_seconds(service_pids), cpu_seconds([mosquitto.pid])
+        cpu1 = cpu_seconds(service_pids), cpu_seconds(broker_pids)
         pg_s = await pg.stop()
         figures["mqtt_readings_per_s"] = round(n_mqtt / (t1 - t0))
         figures["mqtt_cpu_us_per_reading"] = {
             "service": round((cpu1[0] - cpu0[0]) / n_mqtt * 1e6, 1),
             "postgres": round(pg_s / n_mqtt * 1e6, 1),
-            "mosquitto": round((cpu1[1] - cpu0[1]) / n_mqtt * 1e6, 1),
+            "rabbitmq": round((cpu1[1] - cpu0[1]) / n_mqtt * 1e6, 1),
         }
         figures["mqtt_publish_seconds"] = round(json.loads(pub.stdout.readline())["seconds"], 2)
         pub.wait()
@@ -514,17 +521,28 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         naive_n = per_vehicle * naive_vehicles
         rates = {}
         for k0, checks in ((10_000, True), (20_000, False)):
-            naive = NaiveConsumer(db_url, mqtt_port, broker.service_password(broker_dir), naive_n, naive_pid, checks)
+            naive = NaiveConsumer(db_url, service_url.split(",")[0], naive_n, naive_pid, checks)
+            consuming = asyncio.Event()
+            task = asyncio.create_task(naive.run(consuming))
+            await consuming.wait()
             npub = spawn_publisher(mqtt_port, NAIVE_PROVIDER, naive_password, naive_vehicles, per_vehicle, k0, base, 20)
             procs.append(npub)
             assert npub.stdin is not None
             npub.stdin.write("go\n")
             npub.stdin.flush()
-            rates[checks] = naive.finish()
+            rates[checks] = await task
             npub.wait()
         figures["naive_readings_per_s"] = round(rates[True])
         figures["naive_insert_only_readings_per_s"] = round(rates[False])
         figures["ratio_vs_naive"] = round(figures["mqtt_readings_per_s"] / rates[True], 1)
+        # PostgreSQL alone storing readings and their event keys by COPY (bench/ingest_floor.py),
+        # in the same run: what the service's path costs beyond the database's own floor.
+        floor = await _ingest_floor().main(argparse.Namespace(readings=args.floor, vehicles=2_000, connections=2, naive=200))
+        figures["floor_readings_per_s"] = floor["copy_readings_per_s"]
+        figures["ratio_vs_floor"] = {
+            "mqtt": round(figures["mqtt_readings_per_s"] / floor["copy_readings_per_s"], 2),
+            "http": round(figures["http_readings_per_s"] / floor["copy_readings_per_s"], 2),
+        }
         figures["mqtt_readings"], figures["http_readings"], figures["naive_readings"] = n_mqtt, n_http, naive_n
         figures["vehicles"] = args.vehicles
         figures["lost"] = n_mqtt + n_http - row["events"]
@@ -538,6 +556,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        for node in nodes:
+            node.kill()
         await drop_database(db_url)
         shutil.rmtree(tmp, ignore_errors=True)
     return figures
@@ -545,7 +565,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--mqtt", type=int, default=200_000)
+    p.add_argument("--mqtt", type=int, default=150_000)
+    p.add_argument("--nodes", type=int, default=1, help="RabbitMQ nodes (3: a cluster on this machine)")
+    p.add_argument("--floor", type=int, default=100_000, help="readings for bench/ingest_floor.py in the same run")
     p.add_argument("--http", type=int, default=200_000)
     p.add_argument("--naive", type=int, default=2_000)
     p.add_argument("--vehicles", type=int, default=10_000)

@@ -57,9 +57,11 @@ PLATE = "12가3456"
 
 
 def variant(jpeg: bytes, n: int) -> bytes:
-    """The same picture with other bytes (a JPEG comment after SOI): a new photo to the store."""
-    payload = f"carmileage-bench-{n}".encode()
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    """The same picture with other bytes that storing keeps (the JFIF header's pixel density): a
+    new photo to the store. (A JPEG comment no longer does: stored photos lose their comments and
+    personal metadata, docs/photos.md, so such variants were all one photo.)"""
+    assert jpeg[6:11] == b"JFIF\x00", "the synthetic photos start with a JFIF header"
+    return jpeg[:14] + struct.pack(">HH", 1 + n // 65_535, 1 + n % 65_535) + jpeg[18:]
 
 
 class Photos:

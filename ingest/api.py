@@ -4,18 +4,25 @@ and from which `/openapi.json` is generated, so the document and the behaviour c
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from ingest.state import SETTINGS
+
 JSON_LIMIT = 1024 * 1024
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class Reason(BaseModel):
@@ -66,30 +73,156 @@ def respond(model: BaseModel, status: int = 200, headers: dict[str, str] | None 
     )
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
+#: Arrays and objects nest at most this deep in a request body (the deepest schema needs 3).
+MAX_JSON_DEPTH = 32
+
+
+def _bad_json(code: str, message: str) -> ApiError:
+    return ApiError(400, code, message, [Reason(code=code, message=message)])
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: NaN and Infinity are refused, as are non-UTF-8 bodies."""
+    """Strict JSON, refused with a 400 and its reason before any handler sees it: not UTF-8,
+    not JSON, NaN/Infinity or a number beyond a double (`number_out_of_range`), nesting deeper
+    than MAX_JSON_DEPTH (`too_deeply_nested`, checked without recursion), or a NUL character in
+    a string (`nul_in_string`: PostgreSQL text cannot hold it)."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {e}") from None
+        data = _decoder.decode(raw)
+    except RecursionError:
+        raise _too_deep() from None
+    except msgspec.ValidationError as e:  # msgspec's only one for untyped JSON: a number too large
+        raise _bad_json("number_out_of_range", f"The body holds a number out of range: {e}") from None
+    except msgspec.DecodeError as e:
+        raise _bad_json("malformed_json", f"The body is not valid JSON: {e}") from None
+    _check_nesting(data)
+    return data
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def _too_deep() -> ApiError:
+    return _bad_json("too_deeply_nested", f"Arrays and objects nest at most {MAX_JSON_DEPTH} deep.")
+
+
+def _check_nesting(data: Any) -> None:
+    """Depth and NUL check of a decoded body, iteratively (a recursive walk is what deep input
+    attacks)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise _bad_json("nul_in_string", "Strings may not contain the NUL character (\\u0000).")
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for k, v in items:
+                if isinstance(v, str | dict | list):
+                    stack.append((v, depth + 1))
+                if isinstance(k, str) and "\x00" in k:
+                    raise _bad_json("nul_in_string", "Strings may not contain the NUL character (\\u0000).")
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
+
+
+class BodyStream:
+    """A request's body as a stream that enforces, on every read, whatever the transfer encoding
+    (Content-Length or chunked): at most `limit` bytes received (`too_large()` is raised the
+    moment more arrived), no stall longer than `http_body_timeout_s`, and the whole body within
+    `http_body_timeout_s` plus one second per `http_body_min_rate` bytes (a trickle is cut: 408).
+
+    It offers what aiohttp's multipart reader needs of a stream, so a multipart body is bounded
+    as a whole, its preamble, part headers and skipped parts included."""
+
+    def __init__(self, request: web.Request, limit: int, too_large: Callable[[], Exception] | None = None) -> None:
+        settings = request.app[SETTINGS]
+        self._stream = request.content
+        self._limit = limit
+        self._too_large = too_large or (lambda: body_too_large(limit))
+        self._stall_s = settings.http_body_timeout_s
+        self._min_rate = settings.http_body_min_rate
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+        if request.content_length is not None and request.content_length > limit:
+            raise self._too_large()
+
+    @property
+    def received(self) -> int:
+        return self._stream.total_bytes
+
+    async def _within(self, read: Awaitable[T]) -> T:
+        now = self._loop.time()
+        deadline = min(now + self._stall_s, self._started + self._stall_s + self.received / self._min_rate)
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await read
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "body_timeout",
+                "The request body arrived too slowly.",
+                [Reason(code="body_timeout", message=f"Send the body at {self._min_rate} bytes a second at least.")],
+            ) from None
+        if self.received > self._limit:
+            raise self._too_large()
+        return result
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            return b"".join([chunk async for chunk in self])
+        return await self._within(self._stream.read(n))
+
+    async def readany(self) -> bytes:
+        return await self._within(self._stream.readany())
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        return await self._within(self._stream.readline(max_line_length=max_line_length))
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._within(self._stream.readexactly(n))
+
+    def at_eof(self) -> bool:
+        return self._stream.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._stream.unread_data(data)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.readany()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most `limit` bytes; a larger body is refused before it is buffered whole."""
+    """Read at most `limit` bytes (refused the moment more arrived, never buffered whole), within
+    the body deadlines of `BodyStream`."""
+    return await BodyStream(request, limit).read()
+
+
+async def read_small_form(request: web.Request, limit: int) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A page's form (urlencoded or multipart) of at most `limit` bytes, read within the body
+    deadlines: a form is small, so it gets one stall-length for the whole of it."""
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise body_too_large(limit)
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_s):
+            return await request.clone(client_max_size=limit).post()
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", "The form arrived too slowly.") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise body_too_large(limit) from None
+    except (ValueError, HttpProcessingError) as e:
+        raise ApiError(400, "malformed_form", f"The form cannot be read: {type(e).__name__}") from None
 
 
 def validation_reasons(e: ValidationError) -> list[Reason]:
@@ -226,6 +359,7 @@ class Api:
             statuses = dict(op.responses)
             if op.body is not None:
                 statuses.setdefault(400, ErrorResponse)
+                statuses.setdefault(408, ErrorResponse)
                 statuses.setdefault(413, ErrorResponse)
                 statuses.setdefault(415, ErrorResponse)
                 statuses.setdefault(422, ErrorResponse)
@@ -269,6 +403,7 @@ _STATUS_TEXT = {
     401: "No or bad credentials",
     403: "Not allowed for this credential",
     404: "Not found",
+    408: "The body arrived too slowly",
     409: "Conflicts with what exists",
     413: "Body too large",
     415: "Unsupported media type",

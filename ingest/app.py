@@ -12,8 +12,9 @@ from ingest.routes import ROUTE_MODULES, api
 from ingest.settings import Settings
 from ingest.state import POOL, READINESS, SETTINGS
 
-#: Photo uploads are the largest bodies; each operation enforces its own, smaller limit.
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: What aiohttp's own body readers (request.read/post/json) buffer at most. No route relies on
+#: it: JSON bodies, photo uploads and page forms are read with limits of their own (ingest.api).
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:

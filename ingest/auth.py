@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ingest.api import ApiError
+from ingest.api import ApiError, Reason
 from ingest.state import POOL
-from storage.tokens import find_token
+from storage.tokens import check_token
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,25 @@ async def authenticate(request: web.Request) -> Principal:
             "Send an API token as 'Authorization: Bearer <token>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    record = await find_token(request.app[POOL], token)
-    if record is None:
+    checked = await check_token(request.app[POOL], token) if len(token) <= 200 else None
+    if checked is None or checked.record is None:
+        problem = checked.problem if checked is not None else "token_unknown"
         raise ApiError(
             401,
             "invalid_token",
             "The API token is unknown, revoked or expired.",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            [Reason(code=problem or "token_unknown", message=_PROBLEMS[problem or "token_unknown"])],
+            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{problem}"'},
         )
-    principal = Principal(record.role, record.subject, record.id)
-    return principal
+    record = checked.record
+    return Principal(record.role, record.subject, record.id)
+
+
+_PROBLEMS = {
+    "token_unknown": "No token is known by this value.",
+    "token_expired": "The token has expired; ask an operator for a new one.",
+    "token_revoked": "The token was revoked.",
+}
 
 
 def require_principal(principal: Principal | None) -> Principal:

@@ -109,7 +109,9 @@ BATCH_SECONDS = Histogram(
 QUEUE_DEPTH = Gauge(
     "carmileage_ingest_queue_depth", "Readings received and not yet committed", ["transport", "stage"]
 )
-MQTT_CONNECTED = Gauge("carmileage_mqtt_connected", "1 while the MQTT consumer is connected and subscribed")
+CONSUMING = Gauge(
+    "carmileage_ingest_consuming", "1 while the readings consumer is connected to the broker and consuming"
+)
 BATCH_RETRIES = Counter(
     "carmileage_ingest_batch_retries_total", "Batches retried (database unavailable, lost races)", ["transport"]
 )

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ingest.api import ApiError, ErrorBody, ErrorResponse
+from ingest.http_server import guard_of
 from ingest.logs import request_id_var
 from ingest.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from ingest.state import REQUEST_ID
@@ -21,6 +22,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HTTP_CODES = {
     404: ("not_found", "There is nothing here."),
     405: ("method_not_allowed", "This method is not allowed here."),
+    408: ("body_timeout", "The request body did not arrive in time."),
     413: ("body_too_large", "The body is too large."),
 }
 
@@ -48,6 +50,9 @@ async def observe(
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     status = 500
+    guard = guard_of(request)
+    if guard is not None:
+        guard.request_started()  # the head is complete: no head deadline while it is handled
     try:
         try:
             response = await handler(request)
@@ -55,6 +60,7 @@ async def observe(
             response = error_response(e, rid)
         except web.HTTPException as e:
             if e.status < 400:
+                status = e.status  # a redirect, raised: counted and logged as what it is
                 raise
             code, message = _HTTP_CODES.get(e.status, ("http_error", e.reason))
             response = error_response(ApiError(e.status, code, message), rid)
@@ -66,8 +72,14 @@ async def observe(
             )
         status = response.status
         response.headers["X-Request-Id"] = rid
+        if status >= 400 and not request.content.is_eof():
+            # Refused before its body was read (413, 408, 401, ...): the rest is not worth keeping
+            # the connection for; aiohttp drops it for at most http_lingering_s, then closes.
+            response.force_close()
         return response
     finally:
+        if guard is not None:
+            guard.request_finished()
         elapsed = time.perf_counter() - started
         HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
         HTTP_LATENCY.labels(request.method, route).observe(elapsed)

@@ -18,10 +18,13 @@ import asyncpg
 from aiohttp import web
 
 from ingest.app import create_app
+from ingest.http_server import GuardedListener, Guards
+from ingest.schema import bring_up_to_date
 from ingest.settings import Settings
 from ingest.state import READINESS
-from storage.db import create_pool, ensure_database
-from storage.migrate import migrate
+from storage.db import Conn, create_pool, ensure_database
+from storage.migrate import migrate, pending
+from storage.providers import seal_plain_secrets
 
 log = logging.getLogger("carmileage.service")
 
@@ -41,7 +44,7 @@ ComponentFactory = Callable[[Settings, asyncpg.Pool, web.Application], Component
 #: "module:function" factories; each returns a component, or None when disabled by settings.
 COMPONENT_FACTORIES: tuple[str, ...] = (
     "ingest.ocr_worker:create_component",
-    "ingest.mqtt_consumer:create",
+    "ingest.readings_consumer:create",
     "ingest.outbox_sender:create_component",
 )
 
@@ -58,20 +61,36 @@ class Service:
         self.pool: asyncpg.Pool | None = None
         self.app: web.Application | None = None
         self.runner: web.AppRunner | None = None
+        self.listener: GuardedListener | None = None
         self.components: list[Component] = []
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        await ensure_database(s.database_url)
+        if s.migration_database_url:
+            # migrations (and the service role's grants) as the owning role
+            report = await bring_up_to_date(s)
+            if report.applied:
+                log.info("applied migrations %s", ", ".join(report.applied))
+            for warning in report.warnings:
+                log.warning("%s", warning)
+        else:
+            await ensure_database(s.database_url)
         self.pool = await create_pool(s.database_url, min_size=s.database_pool_min, max_size=s.database_pool_max)
         async with self.pool.acquire() as conn:
-            applied = await migrate(conn)
-        if applied:
-            log.info("applied migrations %s", ", ".join(applied))
+            if not s.migration_database_url:
+                await self._migrate_as_service(conn)
+            if await seal_plain_secrets(conn, s.provider_box()):
+                log.info("sealed provider secrets that were stored in the clear")
         self.app = create_app(s, self.pool)
-        self.runner = web.AppRunner(self.app, shutdown_timeout=s.shutdown_grace_s, access_log=None)
+        self.runner = web.AppRunner(
+            self.app,
+            shutdown_timeout=s.shutdown_grace_s,
+            access_log=None,
+            keepalive_timeout=s.http_keepalive_timeout_s,
+            lingering_time=s.http_lingering_s,
+        )
         await self.runner.setup()
         # Components start before the listener opens, so /readyz never answers "ready" without them.
         for path in COMPONENT_FACTORIES:
@@ -84,9 +103,32 @@ class Service:
                 )
                 if readiness is not None:
                     self.app[READINESS][component.name] = readiness
-        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_address=True)
-        await site.start()
+        assert self.runner.server is not None
+        self.listener = GuardedListener(
+            self.runner.server, Guards(head_timeout_s=s.http_head_timeout_s, max_connections=s.http_max_connections)
+        )
+        await self.listener.start(s.http_host, s.http_port)
         log.info("listening on http://%s:%s", s.http_host, s.http_port)
+
+    @staticmethod
+    async def _migrate_as_service(conn: Conn) -> None:
+        """No owner role configured: migrations as the service's own role (which then owns the
+        schema), as before roles were split; a role that may not apply them says what to do."""
+        try:
+            applied = await migrate(conn)
+        except asyncpg.InsufficientPrivilegeError as e:
+            raise RuntimeError(
+                f"migrations {', '.join(await pending(conn))} are pending and this role may not apply "
+                "them: run `carmileage migrate` with CARMILEAGE_MIGRATION_DATABASE_URL set to the "
+                f"schema owner ({e})"
+            ) from None
+        if applied:
+            log.info("applied migrations %s", ", ".join(applied))
+        if await conn.fetchval("select rolsuper from pg_roles where rolname = current_user"):
+            log.warning(
+                "connected to PostgreSQL as a superuser: nothing but convention keeps the audit log "
+                "append-only; see `carmileage migrate` and CARMILEAGE_MIGRATION_DATABASE_URL"
+            )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -96,6 +138,8 @@ class Service:
 
     async def stop(self) -> None:
         log.info("shutting down: draining in-flight work")
+        if self.listener is not None:
+            self.listener.close()
         if self.runner is not None:
             await self.runner.cleanup()
         for component in reversed(self.components):

@@ -2,37 +2,53 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.secret_box import SecretBox, box_for, decode_key, derive_key
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CARMILEAGE_",
-        # The project broker's service credentials (written by `carmileage broker start`), then .env.
-        env_file=(".var/broker/service.env", ".env"),
+        # The project broker's service credentials (written by `carmileage broker start`; under
+        # CARMILEAGE_BROKER_DIR when that is set, see `load_settings`) and the project database's
+        # roles (written by scripts/setup.sh), then .env.
+        env_file=(".var/broker/service.env", ".var/db/service.env", ".env"),
         env_file_encoding="utf-8",
         extra="ignore",
     )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/carmileage"
+    #: The role that owns the schema: `carmileage migrate` (and `serve`, when given) apply
+    #: migrations as it and grant the service's role (database_url's user) only what it needs.
+    #: Unset: migrations run as database_url's user. Must name the same database.
+    migration_database_url: str | None = None
     database_pool_min: int = Field(2, ge=1, le=100)
     database_pool_max: int = Field(10, ge=1, le=200)
 
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
-    mqtt_client_id: str = "carmileage-ingest"
-    mqtt_share_group: str = "carmileage"
-    mqtt_enabled: bool = True
-
     # -- telematics ingestion (docs/providers.md, docs/scaling.md) --
-    #: A worker removed for good leaves the shared subscription when it stops (else the broker
-    #: keeps queuing its share for it until its session expires).
-    mqtt_leave_on_stop: bool = False
-    #: The project's own Mosquitto instance: password file, ACL and pid file (`carmileage broker`).
-    mqtt_broker_dir: Path = Path(".var/broker")
+    #: The broker's AMQP side, where workers consume the providers' readings: one amqp:// URL per
+    #: node of the cluster, comma-separated (tried in turn). Default: the project broker's, from
+    #: `<broker_dir>/service.env` once `carmileage broker start` ran.
+    broker_url: str = "amqp://127.0.0.1:5673/"
+    #: The durable (quorum) queue the providers' topics are bound to.
+    broker_queue: str = "carmileage.readings"
+    #: The management API (`http://user:password@host:port`) through which `carmileage providers`
+    #: gives providers their broker users; unset: provider credentials are only printed.
+    broker_admin_url: str | None = None
+    #: Where providers connect (mqtt://host:port, comma-separated for several nodes), for what
+    #: `carmileage providers add` prints.
+    broker_mqtt_url: str = "mqtt://127.0.0.1:1884"
+    #: Consume the providers' MQTT readings (off: HTTP ingestion only).
+    mqtt_enabled: bool = True
+    #: The project's own broker nodes: configuration, data, credentials (`carmileage broker`).
+    broker_dir: Path = Path(".var/broker")
     #: Plausibility limits of the order-free checks (DESIGN.md, Readings).
     max_speed_kmh: int = Field(250, ge=1, le=2000)
     max_km_per_day: int = Field(2000, ge=1, le=50_000)
@@ -41,8 +57,8 @@ class Settings(BaseSettings):
     #: MQTT micro-batches: at most this many readings, or this many milliseconds after the first.
     ingest_batch_size: int = Field(1000, ge=1, le=10_000)
     ingest_batch_ms: int = Field(50, ge=1, le=10_000)
-    #: Messages received but not yet committed; beyond it the MQTT network thread waits.
-    ingest_queue_bound: int = Field(20_000, ge=10, le=1_000_000)
+    #: Deliveries a worker holds uncommitted (the AMQP prefetch window; the broker keeps the rest).
+    ingest_queue_bound: int = Field(20_000, ge=10, le=65_535)
     #: Batches written concurrently (each on its own pooled connection).
     ingest_writers: int = Field(2, ge=1, le=16)
     #: Readiness fails when received readings have waited this long without any being committed.
@@ -51,10 +67,36 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
+    # -- the HTTP server's guards against slow and greedy clients (docs/deploy.md) --
+    #: A request head must be complete this many seconds after the connection opened (or after
+    #: the first byte of a later request on it); else the connection is closed (408).
+    http_head_timeout_s: float = Field(10.0, gt=0, le=600)
+    #: Reading a request body may stall at most this long, and the whole body may take this
+    #: long plus one second per `http_body_min_rate` bytes received; else 408.
+    http_body_timeout_s: float = Field(20.0, gt=0, le=3600)
+    http_body_min_rate: int = Field(32 * 1024, ge=1, le=1 << 30)
+    #: An idle keep-alive connection is closed after this long.
+    http_keepalive_timeout_s: float = Field(75.0, gt=0, le=3600)
+    #: Open connections at most (keep it under the process's file limit); more are answered 503.
+    http_max_connections: int = Field(1000, ge=1, le=1_000_000)
+    #: After an early answer (413, 408) the rest of an unread body is read and dropped for at
+    #: most this long, so that the client sees the answer before the connection closes.
+    http_lingering_s: float = Field(2.0, ge=0, le=60)
 
     data_dir: Path = Path(".var/data")
     #: Signs CSRF tokens and our webhooks; generated once under data_dir when not given.
     secret_key: SecretStr | None = None
+    #: Encrypts providers' HMAC secrets at rest (32 bytes, base64url; `python -c "from
+    #: storage.secret_box import new_key_text; print(new_key_text())"`). Unset: derived from the
+    #: service secret. Losing it means rotating every provider's HTTP secret.
+    provider_secret_key: SecretStr | None = None
+    #: API tokens made by `carmileage tokens create` expire after this many days (unless
+    #: --expires-in says otherwise).
+    token_ttl_days: int = Field(90, ge=1, le=3650)
+    #: A page session ends after this long without a request (sliding) ...
+    session_idle_s: int = Field(1800, ge=60, le=86_400)
+    #: ... and at the latest this long after sign-in (absolute).
+    session_max_s: int = Field(12 * 3600, ge=300, le=7 * 86_400)
 
     #: Force one rule set by name (default: chosen by the period's dates).
     rule_set: str | None = None
@@ -105,12 +147,31 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return v
 
-    @field_validator("mqtt_url")
+    @field_validator("migration_database_url", mode="before")
     @classmethod
-    def _mqtt_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("must be an mqtt://host:port URL")
+    def _migration_database_url(cls, v: object, info: ValidationInfo) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        if not isinstance(v, str) or urlsplit(v).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        service = info.data.get("database_url")
+        if service and urlsplit(v).path.lstrip("/") != urlsplit(service).path.lstrip("/"):
+            raise ValueError("must name the same database as CARMILEAGE_DATABASE_URL")
+        return v
+
+    @field_validator("provider_secret_key")
+    @classmethod
+    def _provider_secret_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            decode_key(v.get_secret_value())
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        urls = [u.strip() for u in v.split(",") if u.strip()]
+        if not urls or any(urlsplit(u).scheme not in ("amqp", "amqps") or not urlsplit(u).hostname for u in urls):
+            raise ValueError("must be one or more amqp://user:password@host:port/ URLs, comma-separated")
         return v
 
     @field_validator("reward_calculator_url", "public_url")
@@ -135,14 +196,35 @@ class Settings(BaseSettings):
             tmp.replace(path)
         return path.read_text().strip().encode()
 
+    _provider_box: SecretBox | None = PrivateAttr(None)
+
+    def provider_box(self) -> SecretBox:
+        """Seals and opens providers' HMAC secrets (one per process and key, with its cache)."""
+        if self._provider_box is None:
+            if self.provider_secret_key is not None:
+                key = decode_key(self.provider_secret_key.get_secret_value())
+            else:
+                key = derive_key(self.secret_bytes(), "provider-secrets")
+            self._provider_box = box_for(key)
+        return self._provider_box
+
 
 class SettingsError(SystemExit):
     """Raised with one clear line naming the bad setting."""
 
 
+def env_files() -> tuple[Path, ...]:
+    """The files settings are read from: the broker directory's `service.env` (the directory
+    named by CARMILEAGE_BROKER_DIR, in the environment or .env), the database's, then .env."""
+    broker_dir = os.environ.get("CARMILEAGE_BROKER_DIR")
+    if broker_dir is None and Path(".env").is_file():
+        broker_dir = dotenv_values(".env").get("CARMILEAGE_BROKER_DIR")
+    return (Path(broker_dir or ".var/broker") / "service.env", Path(".var/db/service.env"), Path(".env"))
+
+
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=env_files(), **overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"

@@ -62,8 +62,11 @@ async def make_token(url: str, role: str, subject: str) -> str:
         await conn.close()
 
 
-def enrol(svc: Service, citizen: str) -> dict[str, dict[str, Any]]:
-    print("1. Enrolment (POST /v1/vehicles, POST /v1/vehicles/{id}/participations)")
+def enrol(svc: Service, citizen: str, operator: str) -> dict[str, dict[str, Any]]:
+    print(
+        "1. Enrolment (POST /v1/vehicles), the operator's ownership check "
+        "(POST /v1/vehicles/{id}/ownership-checks), participation (POST /v1/vehicles/{id}/participations)"
+    )
     data = json.loads((FIXTURES / "vehicles.json").read_text())
     _, mine = svc.call("GET", "/v1/vehicles", token=citizen)
     known = {v["plate"]: v for v in mine["vehicles"]}
@@ -71,6 +74,8 @@ def enrol(svc: Service, citizen: str) -> dict[str, dict[str, Any]]:
     for v in data["vehicles"]:
         status, body = svc.call("POST", "/v1/vehicles", token=citizen, body=v)
         if status == 201:
+            check = {"outcome": "verified", "registration_certificate_no": f"DEMO-{body['id']:06d}", "vin": body["vin"]}
+            svc.call("POST", f"/v1/vehicles/{body['id']}/ownership-checks", token=operator, body=check)
             svc.call("POST", f"/v1/vehicles/{body['id']}/participations", token=citizen, body={"program": "annual"})
             _, body = svc.call("GET", f"/v1/vehicles/{body['id']}", token=citizen)
             print(f"   enrolled {v['plate']}: vehicle {body['id']}")
@@ -206,7 +211,7 @@ def main() -> int:
     reviewer = asyncio.run(make_token(settings.database_url, "reviewer", "demo-reviewer"))
     operator = asyncio.run(make_token(settings.database_url, "operator", "demo-operator"))
 
-    cars = enrol(svc, citizen)
+    cars = enrol(svc, citizen, operator)
     plates = list(cars)
     if plates:
         stream(svc, citizen, cars[plates[0]], provider_secret())

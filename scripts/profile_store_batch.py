@@ -33,6 +33,7 @@ from storage.db import drop_database, ensure_database, with_database  # noqa: E4
 from storage.migrate import migrate  # noqa: E402
 from storage.providers import create_provider  # noqa: E402
 from storage.readings import BatchItem, store_batch  # noqa: E402
+from storage.secret_box import SecretBox  # noqa: E402
 from telematics.reading import OdometerReading  # noqa: E402
 
 ADMIN_URL = os.environ.get("CARMILEAGE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -78,7 +79,9 @@ async def main(batch: int) -> dict[str, Any]:
     try:
         conn = await asyncpg.connect(url)
         await migrate(conn)
-        provider_id, _ = await create_provider(conn, "profilemotors", display_name=None, mqtt_password_hash="x")
+        provider_id, _ = await create_provider(
+            conn, "profilemotors", display_name=None, mqtt_password_hash="x", box=SecretBox(os.urandom(32))
+        )
         await bench.enrol(conn, VEHICLES, [provider_id])
         await conn.execute("analyze")
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)

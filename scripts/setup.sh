@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Everything `make run` and `make test` need, installed and started when missing, idempotently:
-#   1. Debian packages (PostgreSQL, Mosquitto, Tesseract with Korean; with --test also Chromium
+#   1. Debian packages (PostgreSQL, RabbitMQ, Tesseract with Korean; with --test also Chromium
 #      and the fonts the synthetic photo fixtures are rendered with);
 #   2. the virtualenv .venv with the project installed (re-installed when pyproject.toml changes);
-#   3. PostgreSQL and Mosquitto: used where they answer at the configured addresses, otherwise a
-#      project-local cluster / broker under .var/ is started (an instance that already runs is
-#      never touched);
-#   4. for the service (not --test): the database, its migrations and the providers' broker.
+#   3. PostgreSQL: used where it answers at the configured address, otherwise a project-local
+#      cluster under .var/ is started (an instance that already runs is never touched);
+#   4. for the service (not --test): the database owned by a role of its own (`carmileage_owner`,
+#      which runs the migrations) and a least-privilege role the service connects as
+#      (`carmileage_service`), their URLs in .var/db/service.env; the migrations; the providers'
+#      broker. A project-local PostgreSQL cluster asks for passwords (SCRAM) on every connection;
+#      its superuser's is in .var/db/admin.env (the tests' administrator). The providers' broker:
+#      the one CARMILEAGE_BROKER_URL names, else the project's own durable RabbitMQ node under
+#      .var/broker (`carmileage broker start`; the tests start nodes of their own).
 # Usage: scripts/setup.sh [--test]
 set -euo pipefail
 
@@ -22,11 +27,14 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # Settings the service reads (environment, then .env, then defaults), for the addresses to check.
 if [[ -f "$ROOT/.env" ]]; then set -a; . "$ROOT/.env"; set +a; fi
+USER_DATABASE_URL="${CARMILEAGE_DATABASE_URL:-}"  # configured: the user's roles, left as they are
+DBSECRETS="$VAR/db"
+mkdir -p "$DBSECRETS"; chmod 700 "$DBSECRETS"
 DATABASE_URL="${CARMILEAGE_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/carmileage}"
-MQTT_URL="${CARMILEAGE_MQTT_URL:-mqtt://127.0.0.1:1883}"
+BROKER_URL="${CARMILEAGE_BROKER_URL:-}"  # configured: the operator's broker (cluster), used as it is
 
 # -- 1. Debian packages ------------------------------------------------------------------------
-PACKAGES=(postgresql postgresql-client mosquitto mosquitto-clients tesseract-ocr tesseract-ocr-kor
+PACKAGES=(postgresql postgresql-client rabbitmq-server tesseract-ocr tesseract-ocr-kor
           libgl1 libglib2.0-0 fonts-dseg fonts-nanum
           ca-certificates)
 if (( TEST )); then
@@ -69,18 +77,11 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
 fi
 
 # -- 3. services -------------------------------------------------------------------------------
-read -r PG_HOST PG_PORT < <(.venv/bin/python - "$DATABASE_URL" <<'EOF'
+read -r PG_HOST PG_PORT PG_DB < <(.venv/bin/python - "$DATABASE_URL" <<'EOF'
 import sys
 from urllib.parse import urlsplit
 u = urlsplit(sys.argv[1])
-print(u.hostname or "127.0.0.1", u.port or 5432)
-EOF
-)
-read -r MQ_HOST MQ_PORT < <(.venv/bin/python - "$MQTT_URL" <<'EOF'
-import sys
-from urllib.parse import urlsplit
-u = urlsplit(sys.argv[1])
-print(u.hostname or "127.0.0.1", u.port or 1883)
+print(u.hostname or "127.0.0.1", u.port or 5432, u.path.lstrip("/") or "carmileage")
 EOF
 )
 is_local() { [[ "$1" == "127.0.0.1" || "$1" == "localhost" || "$1" == "::1" ]]; }
@@ -106,6 +107,32 @@ as_user() {  # as_user USER CMD...: run as the service user when we are root
     if [[ $(id -u) -eq 0 ]]; then runuser -u "$user" -- "$@"; else "$@"; fi
 }
 
+# The project-local cluster's superuser password, generated once into .var/db (with the URL the
+# tests administer databases with, admin.env) and copied to FILE for initdb (postgres may read it).
+superuser_password_file() {  # superuser_password_file FILE
+    if [[ ! -s "$DBSECRETS/superuser.pw" ]]; then
+        (umask 077; .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(24))" > "$DBSECRETS/superuser.pw")
+    fi
+    (umask 077; printf 'CARMILEAGE_TEST_DATABASE_URL=postgresql://postgres:%s@%s:%s/postgres\n' \
+        "$(cat "$DBSECRETS/superuser.pw")" "$PG_HOST" "$PG_PORT" > "$DBSECRETS/admin.env")
+    install -m 600 "$DBSECRETS/superuser.pw" "$1"
+    if [[ $(id -u) -eq 0 ]]; then chown postgres "$1"; fi
+}
+
+# A project-local cluster made by an earlier set-up trusted every local connection: give its
+# superuser a password and ask for passwords from now on.
+secure_local_cluster() {  # secure_local_cluster PGDATA
+    local data="$1"
+    grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust([[:space:]]|$)' "$data/pg_hba.conf" || return 0
+    say "the project-local PostgreSQL trusted every connection: switching it to passwords (SCRAM)"
+    superuser_password_file "$DBSECRETS/superuser.pw.tmp"
+    .venv/bin/python scripts/db_roles.py superuser-password \
+        --admin-url "postgresql://postgres@$PG_HOST:$PG_PORT/postgres" --password-file "$DBSECRETS/superuser.pw.tmp"
+    rm -f "$DBSECRETS/superuser.pw.tmp"
+    as_user postgres sed -i -E 's/([[:space:]])trust([[:space:]]|$)/\1scram-sha-256\2/' "$data/pg_hba.conf"
+    as_user postgres "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" -D "$data" reload >/dev/null
+}
+
 if answers "$PG_HOST" "$PG_PORT"; then
     say "PostgreSQL answers at $PG_HOST:$PG_PORT"
 elif is_local "$PG_HOST"; then
@@ -114,8 +141,11 @@ elif is_local "$PG_HOST"; then
     PGDATA="$PGHOME/data"
     as_user postgres mkdir -p "$PGHOME/run"
     if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
-        say "creating a project-local PostgreSQL cluster in $PGDATA"
-        as_user postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        say "creating a project-local PostgreSQL cluster in $PGDATA (passwords: SCRAM)"
+        superuser_password_file "$PGHOME/initdb.pw"
+        as_user postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth-local=scram-sha-256 \
+            --auth-host=scram-sha-256 --pwfile="$PGHOME/initdb.pw" -E UTF8 --locale=C.UTF-8 >/dev/null
+        rm -f "$PGHOME/initdb.pw"
     fi
     say "starting the project-local PostgreSQL on $PG_HOST:$PG_PORT"
     as_user postgres "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGHOME/postgres.log" -w -t 60 \
@@ -124,36 +154,33 @@ else
     echo "setup: PostgreSQL does not answer at $PG_HOST:$PG_PORT (CARMILEAGE_DATABASE_URL)" >&2
     exit 1
 fi
-
-if answers "$MQ_HOST" "$MQ_PORT"; then
-    say "Mosquitto answers at $MQ_HOST:$MQ_PORT"
-elif is_local "$MQ_HOST"; then
-    MQDIR="$(service_dir mosquitto mosquitto)"
-    cat > "$MQDIR/mosquitto.conf" <<EOF
-# Written by scripts/setup.sh: a project-local broker for development.
-listener $MQ_PORT $MQ_HOST
-allow_anonymous true
-persistence true
-persistence_location $MQDIR/
-pid_file $MQDIR/mosquitto.pid
-log_dest file $MQDIR/mosquitto.log
-max_inflight_messages 1000
-max_queued_messages 1000000
-EOF
-    [[ $(id -u) -eq 0 ]] && chown mosquitto "$MQDIR/mosquitto.conf"
-    say "starting a project-local Mosquitto on $MQ_HOST:$MQ_PORT"
-    mosquitto -c "$MQDIR/mosquitto.conf" -d
-    for _ in $(seq 50); do answers "$MQ_HOST" "$MQ_PORT" && break; sleep 0.1; done
-    answers "$MQ_HOST" "$MQ_PORT" || { echo "setup: Mosquitto did not start; see $MQDIR/mosquitto.log" >&2; exit 1; }
-else
-    echo "setup: no MQTT broker answers at $MQ_HOST:$MQ_PORT (CARMILEAGE_MQTT_URL)" >&2
-    exit 1
+# The project-local cluster is the one answering when its postmaster runs on our port.
+LOCAL_PGDATA="$(readlink -f "$VAR/postgres" 2>/dev/null || echo "$VAR/postgres")/data"
+if [[ -f "$LOCAL_PGDATA/postmaster.pid" && "$(sed -n 4p "$LOCAL_PGDATA/postmaster.pid")" == "$PG_PORT" ]] \
+        && kill -0 "$(sed -n 1p "$LOCAL_PGDATA/postmaster.pid")" 2>/dev/null; then
+    secure_local_cluster "$LOCAL_PGDATA"
 fi
 
 # -- 4. database, migrations and the providers' broker (for the service, not for the tests: each
 #       test run makes databases and brokers of its own) -----------------------------------------
 if (( ! TEST )); then
+    if [[ -n "$USER_DATABASE_URL" ]]; then
+        say "CARMILEAGE_DATABASE_URL is configured: its roles are left as they are (README, Configuration)"
+    else
+        ADMIN_URL="postgresql://postgres@$PG_HOST:$PG_PORT/postgres"
+        if [[ -f "$DBSECRETS/admin.env" ]]; then
+            ADMIN_URL="$(sed -n 's/^CARMILEAGE_TEST_DATABASE_URL=//p' "$DBSECRETS/admin.env")"
+        fi
+        say "database $PG_DB: owned by carmileage_owner; the service connects as carmileage_service"
+        .venv/bin/python scripts/db_roles.py service-roles --admin-url "$ADMIN_URL" --database "$PG_DB" \
+            --host "$PG_HOST" --port "$PG_PORT" --env-file "$DBSECRETS/service.env"
+    fi
     .venv/bin/carmileage migrate >&2
-    scripts/start-mosquitto.sh >&2  # the project's broker for providers (auth + ACL), docs/providers.md
+    if [[ -n "$BROKER_URL" ]]; then
+        say "CARMILEAGE_BROKER_URL is configured: the service consumes from that broker (docs/scaling.md)"
+    else
+        # The project's durable RabbitMQ node for providers (users, permissions, the readings queue).
+        .venv/bin/carmileage broker start >&2
+    fi
 fi
 say "ready"

@@ -8,6 +8,8 @@ at once. A file that changed after it was applied is an error: fix forward with 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,18 +47,31 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+@asynccontextmanager
+async def migration_lock(conn: Conn) -> AsyncIterator[None]:
+    """The lock migrations run under, for steps that must not run twice at once (grants)."""
+    await conn.execute("select pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        yield
+    finally:
+        await conn.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+
+
 async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; return the versions applied now."""
     migrations = discover(directory)
     await conn.execute("select pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(
-            """create table if not exists schema_migrations (
-                   version text primary key,
-                   name text not null,
-                   checksum text not null,
-                   applied_at timestamptz not null default now())"""
-        )
+        # Looked up first: a role that may not create tables (the service's) can still check that
+        # nothing is pending.
+        if not await conn.fetchval("select to_regclass('schema_migrations') is not null"):
+            await conn.execute(
+                """create table if not exists schema_migrations (
+                       version text primary key,
+                       name text not null,
+                       checksum text not null,
+                       applied_at timestamptz not null default now())"""
+            )
         applied = {
             r["version"]: r["checksum"]
             for r in await conn.fetch("select version, checksum from schema_migrations")
@@ -81,6 +96,15 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[str]:
         return done
     finally:
         await conn.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def pending(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Versions not applied yet (read-only: any role that may read schema_migrations)."""
+    versions = [m.version for m in discover(directory)]
+    if not await conn.fetchval("select to_regclass('schema_migrations') is not null"):
+        return versions
+    applied = {r["version"] for r in await conn.fetch("select version from schema_migrations")}
+    return [v for v in versions if v not in applied]
 
 
 async def current_version(conn: Conn) -> str | None:

@@ -1,8 +1,10 @@
 """Connected-car providers: their HTTP secrets, MQTT credentials and the members' consents.
 
-HMAC secrets are stored as given (verifying a signature needs the secret itself); at most two
-are active per provider, so a provider can switch to a new secret without a moment in which its
-requests fail. MQTT passwords are stored only as Mosquitto password-file hashes.
+HMAC secrets are needed in the clear to verify signatures, so they cannot be hashed: they are
+sealed (AES-256-GCM, `storage.secret_box`) under a key kept outside the database and bound to
+their provider. At most two are active per provider, so a provider can switch to a new secret
+without a moment in which its requests fail. MQTT passwords are stored only as salted
+hashes in the broker's own format (RabbitMQ's SHA-256), which `carmileage providers` hands to it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 
 from storage.db import Conn
 from storage.readings import lock_vehicles
+from storage.secret_box import SecretBox
 
 MAX_ACTIVE_SECRETS = 2
 
@@ -42,8 +45,13 @@ def new_secret() -> str:
     return "cmhs_" + secrets.token_urlsafe(32)
 
 
+def _context(provider_id: int) -> str:
+    """What a sealed secret is bound to: it opens for this provider only."""
+    return f"provider-secret:{provider_id}"
+
+
 async def create_provider(
-    conn: Conn, name: str, *, display_name: str | None, mqtt_password_hash: str
+    conn: Conn, name: str, *, display_name: str | None, mqtt_password_hash: str, box: SecretBox
 ) -> tuple[int, str]:
     """Create a provider with one HTTP secret and its MQTT credentials; returns (id, secret)."""
     async with conn.transaction():
@@ -53,7 +61,7 @@ async def create_provider(
             )
         except asyncpg.UniqueViolationError:
             raise ProviderExists(name) from None
-        secret = await add_secret(conn, provider_id)
+        secret = await add_secret(conn, provider_id, box=box)
         await set_mqtt_password(conn, provider_id, name, mqtt_password_hash)
     return provider_id, secret
 
@@ -65,13 +73,16 @@ async def provider_id(conn: Conn, name: str) -> int:
     return pid
 
 
-async def add_secret(conn: Conn, provider_id: int) -> str:
-    """A new active HMAC secret; the oldest active ones beyond two are revoked."""
+async def add_secret(conn: Conn, provider_id: int, *, box: SecretBox) -> str:
+    """A new active HMAC secret (stored sealed; returned in the clear, to be shown once); the
+    oldest active ones beyond two are revoked."""
     secret = new_secret()
     async with conn.transaction():
         await conn.execute("select 1 from providers where id = $1 for update", provider_id)
         await conn.execute(
-            "insert into provider_secrets (provider_id, secret) values ($1, $2)", provider_id, secret
+            "insert into provider_secrets (provider_id, secret_sealed) values ($1, $2)",
+            provider_id,
+            box.seal(secret, _context(provider_id)),
         )
         await conn.execute(
             """update provider_secrets set revoked_at = now()
@@ -114,21 +125,43 @@ async def mqtt_credentials(conn: Conn) -> list[tuple[str, str]]:
     return [(r["username"], r["password_hash"]) for r in rows]
 
 
-async def auth_for(conn: Conn | asyncpg.Pool, name: str) -> ProviderAuth | None:
+async def auth_for(conn: Conn | asyncpg.Pool, name: str, *, box: SecretBox) -> ProviderAuth | None:
+    """The provider and its active secrets, opened (raises SealedSecretUnreadable when a secret
+    does not open with this key). A row not sealed yet (written before migration 0610 and not
+    yet sealed by `seal_plain_secrets`) is read as it is."""
     rows = await conn.fetch(
-        """select p.id, p.active, s.secret from providers p
+        """select p.id, p.active, s.secret, s.secret_sealed from providers p
            left join provider_secrets s on s.provider_id = p.id and s.revoked_at is null
            where p.name = $1 order by s.id desc""",
         name,
     )
     if not rows:
         return None
-    return ProviderAuth(
-        id=rows[0]["id"],
-        name=name,
-        active=rows[0]["active"],
-        secrets=tuple(r["secret"] for r in rows if r["secret"] is not None),
-    )
+    provider_id: int = rows[0]["id"]
+    opened = []
+    for r in rows:
+        if r["secret_sealed"] is not None:
+            opened.append(box.open(r["secret_sealed"], _context(provider_id)))
+        elif r["secret"] is not None:
+            opened.append(r["secret"])
+    return ProviderAuth(id=provider_id, name=name, active=rows[0]["active"], secrets=tuple(opened))
+
+
+async def seal_plain_secrets(conn: Conn, box: SecretBox) -> int:
+    """Seal every secret still stored in the clear (rows from before migration 0610) and clear the
+    plain column; returns how many. Idempotent; run by `carmileage migrate` and at the service's
+    start (the key is not available to SQL migrations)."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "select id, provider_id, secret from provider_secrets where secret is not null order by id for update"
+        )
+        for r in rows:
+            await conn.execute(
+                "update provider_secrets set secret_sealed = $2, secret = null where id = $1",
+                r["id"],
+                box.seal(r["secret"], _context(r["provider_id"])),
+            )
+    return len(rows)
 
 
 async def ids_by_name(conn: Conn, names: Sequence[str]) -> dict[str, tuple[int, bool]]:

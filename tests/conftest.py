@@ -1,11 +1,21 @@
 """Shared fixtures: a migrated template database per test run, cloned per session or per test,
 an asyncpg pool, the aiohttp app under a test client, a live service process, tokens, and
-factories for enrolment payloads. Everything talks to the real PostgreSQL (and Mosquitto).
+factories for enrolment payloads. Everything talks to the real PostgreSQL (and RabbitMQ nodes the
+telematics tests start).
+
+Roles: the fixtures' database URLs are the administrator's (to create, clone, drop and alter
+databases), but the template is migrated by a plain owning role (`cmtest_owner`, as
+`carmileage migrate` would with CARMILEAGE_MIGRATION_DATABASE_URL) and the application under test
+(the `pool` fixture, the apps built on it, live services and CLI tokens) connects as the
+least-privilege service role (`cmtest_service`) with the grants `carmileage migrate` gives: the
+suite proves those grants suffice. `service_url(url)` / `owner_url(url)` name a test database as
+those roles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import socket
@@ -17,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -25,31 +36,89 @@ from aiohttp.test_utils import TestClient, TestServer
 from ingest.app import create_app
 from ingest.settings import Settings
 from prorate.identifiers import NON_COMMERCIAL_SYLLABLES
-from storage.db import create_pool, drop_database, ensure_database, with_database
+from storage.db import create_pool, drop_database, with_database
 from storage.migrate import migrate
+from storage.roles import ensure_login_role, grant_service_role
+from storage.secret_box import box_for, decode_key, new_key_text
 from storage.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get(
-    "CARMILEAGE_TEST_DATABASE_URL",
-    with_database(
-        os.environ.get("CARMILEAGE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/carmileage"),
-        "postgres",
-    ),
-)
-MQTT_URL = os.environ.get("CARMILEAGE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def _admin_url() -> str:
+    """A role that may create databases and roles: CARMILEAGE_TEST_DATABASE_URL, else the one
+    scripts/setup.sh wrote for its project-local cluster, else CARMILEAGE_DATABASE_URL's server."""
+    if os.environ.get("CARMILEAGE_TEST_DATABASE_URL"):
+        return os.environ["CARMILEAGE_TEST_DATABASE_URL"]
+    written = ROOT / ".var" / "db" / "admin.env"
+    if written.is_file():
+        for line in written.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "CARMILEAGE_TEST_DATABASE_URL" and value.strip():
+                return value.strip()
+    return with_database(
+        os.environ.get("CARMILEAGE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/carmileage"), "postgres"
+    )
+
+
+ADMIN_URL = _admin_url()
 RUN_ID = uuid.uuid4().hex[:8]
+#: Cluster-wide roles shared by every test run (never dropped; they own only test databases).
+OWNER_ROLE = "cmtest_owner"
+SERVICE_ROLE = "cmtest_service"
+# The developer's migration URL names their own database, never a test's: subprocesses (CLI, live
+# services) must not pick it up from the environment or .var/db/service.env.
+os.environ["CARMILEAGE_MIGRATION_DATABASE_URL"] = ""
+# One provider-secret key for the run, shared by in-process apps, CLI subprocesses and live services.
+os.environ["CARMILEAGE_PROVIDER_SECRET_KEY"] = new_key_text()
+#: Seals providers' HMAC secrets as every app and command of this run does.
+PROVIDER_BOX = box_for(decode_key(os.environ["CARMILEAGE_PROVIDER_SECRET_KEY"]))
+
+
+def _role_password(role: str) -> str:
+    """Stable for a cluster (concurrent runs agree on it) and as secret as the admin's password."""
+    admin_password = urlsplit(ADMIN_URL).password or ""
+    return hashlib.sha256(f"{admin_password}|{role}|carmileage-tests".encode()).hexdigest()[:32]
+
+
+def role_url(url: str, role: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(role)}:{quote(_role_password(role))}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _made_by_this_run(url: str) -> bool:
+    return urlsplit(url).path.lstrip("/").startswith(f"cmtest_{RUN_ID}_")
+
+
+def service_url(url: str) -> str:
+    """A database of this run as the least-privilege service role (other URLs: unchanged)."""
+    return role_url(url, SERVICE_ROLE) if _made_by_this_run(url) else url
+
+
+def owner_url(url: str) -> str:
+    """A database of this run as the role that owns its schema (other URLs: unchanged)."""
+    return role_url(url, OWNER_ROLE) if _made_by_this_run(url) else url
 
 
 # -- databases ------------------------------------------------------------------------------
 
 
 async def _create_template(url: str) -> None:
+    """Migrated by the owning role, then the service role granted, as `carmileage migrate` does."""
     await drop_database(url)
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
+    admin = await asyncpg.connect(with_database(ADMIN_URL, "postgres"))
+    try:
+        for role in (OWNER_ROLE, SERVICE_ROLE):
+            await ensure_login_role(admin, role, _role_password(role))
+        await admin.execute(f'create database "{url.rsplit("/", 1)[1]}" owner {OWNER_ROLE}')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(owner_url(url))
     try:
         await migrate(conn)
+        await grant_service_role(conn, SERVICE_ROLE)
     finally:
         await conn.close()
 
@@ -59,7 +128,7 @@ async def _clone(template_url: str, url: str) -> None:
     try:
         name = url.rsplit("/", 1)[1]
         template = template_url.rsplit("/", 1)[1]
-        await conn.execute(f'create database "{name}" template "{template}"')
+        await conn.execute(f'create database "{name}" template "{template}" owner {OWNER_ROLE}')
     finally:
         await conn.close()
 
@@ -97,7 +166,8 @@ def fresh_database_url(template_database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, min_size=1, max_size=10)
+    """The session database as the service role (the app under test uses this pool)."""
+    p = await create_pool(service_url(database_url), min_size=1, max_size=10)
     yield p
     await p.close()
 
@@ -107,9 +177,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url,
+        "database_url": service_url(database_url),
         "data_dir": data_dir,
-        "mqtt_url": MQTT_URL,
         "mqtt_enabled": False,
         "log_format": "text",
         "secret_key": "test-secret-key-" + RUN_ID,
@@ -164,6 +233,16 @@ def random_vin(rng: random.Random | None = None) -> str:
     return "KMH" + "".join(r.choice(_VIN_CHARS) for _ in range(14))
 
 
+def ownership_check(vehicle: dict[str, Any]) -> dict[str, Any]:
+    """The operator's body for `POST /v1/vehicles/{id}/ownership-checks` verifying an enrolment
+    (`vehicle` as the enrolment answered it): enrolled cars take part only once verified."""
+    return {
+        "outcome": "verified",
+        "registration_certificate_no": f"2024-{vehicle['id'] % 1_000_000:06d}",
+        "vin": vehicle["vin"],
+    }
+
+
 def vehicle_payload(**overrides: Any) -> dict[str, Any]:
     """An eligible Seoul passenger car; override any field."""
     body: dict[str, Any] = {
@@ -201,10 +280,10 @@ class LiveService:
         self.database_url = database_url
         self.env = {
             **os.environ,
-            "CARMILEAGE_DATABASE_URL": database_url,
+            "CARMILEAGE_DATABASE_URL": service_url(database_url),
+            "CARMILEAGE_MIGRATION_DATABASE_URL": "",
             "CARMILEAGE_DATA_DIR": str(data_dir),
             "CARMILEAGE_HTTP_PORT": str(self.port),
-            "CARMILEAGE_MQTT_URL": MQTT_URL,
             "CARMILEAGE_MQTT_ENABLED": "false",
             "CARMILEAGE_SECRET_KEY": "test-secret-key-" + RUN_ID,
             "CARMILEAGE_LOG_FORMAT": "json",
@@ -277,7 +356,7 @@ def cli_token(database_url: str, role: str, subject: str) -> str:
     """Create a token through the real CLI (sync: usable from sync tests and fixtures)."""
     out = subprocess.run(
         [sys.executable, "-m", "ingest.cli", "tokens", "create", "--role", role, "--subject", subject],
-        env={**os.environ, "CARMILEAGE_DATABASE_URL": database_url},
+        env={**os.environ, "CARMILEAGE_DATABASE_URL": service_url(database_url)},
         cwd=ROOT,
         check=True,
         capture_output=True,

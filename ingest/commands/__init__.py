@@ -9,6 +9,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "migrate",
     "outbox",
+    "ownership",
     "periods",
     "providers",
     "report",

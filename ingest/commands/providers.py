@@ -1,9 +1,10 @@
 """`carmileage providers add|list|rotate|consent`: connected-car providers and their credentials.
 
 `add` creates the provider, its MQTT credentials (username = provider name) and its HTTP secret,
-and prints them once. The database keeps the secret (to verify signatures) and only a hash of the
-MQTT password; the project broker's password file is rewritten from the database and the broker
-reloads it (SIGHUP), so the new provider can connect at once.
+and prints them once. The database keeps the secret sealed (AES-GCM under
+CARMILEAGE_PROVIDER_SECRET_KEY, or a key derived from the service secret: never in the database)
+and only a hash of the MQTT password; the broker's users are made to match the database through
+its management API (CARMILEAGE_BROKER_ADMIN_URL), so the new provider can connect at once.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import getpass
 import json
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from ingest import broker
+from ingest.broker import rabbitmq
 from ingest.settings import Settings, load_settings
 from storage.audit import write_audit
 from storage.db import create_pool
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--withdraw", action="store_true", help="withdraw: also deletes the provider's unverified data")
     c.set_defaults(func=run_consent)
 
-    s = psub.add_parser("sync-broker", help="rewrite the project broker's password file from the database")
+    s = psub.add_parser("sync-broker", help="give the broker exactly the active providers' users (from the database)")
     s.set_defaults(func=run_sync)
 
 
@@ -91,19 +91,25 @@ def _run(fn: Callable[[asyncpg.Connection, Settings], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
-async def sync_broker(conn: asyncpg.Connection, broker_dir: Path) -> str:
-    """Rewrite the password file and reload the broker; a sentence saying what happened."""
-    if not (broker_dir / "mosquitto.conf").exists():
-        return f"no project broker in {broker_dir}: give these credentials to your broker"
-    broker.write_password_file(broker_dir, await mqtt_credentials(conn))
-    if broker.reload(broker_dir):
-        return f"broker in {broker_dir} reloaded its password file"
-    return f"password file in {broker_dir} updated (the broker is not running)"
+async def sync_broker(conn: asyncpg.Connection, settings: Settings) -> str:
+    """Give the broker exactly the active providers' users and permissions (through its
+    management API); a sentence saying what happened."""
+    if not settings.broker_admin_url:
+        return "no broker management API configured (CARMILEAGE_BROKER_ADMIN_URL): give these credentials to your broker"
+    admin = rabbitmq.Admin.from_url(settings.broker_admin_url)
+    credentials = await mqtt_credentials(conn)
+    try:
+        present, unusable = await asyncio.to_thread(rabbitmq.sync_providers, admin, credentials)
+    except OSError as e:
+        return f"the broker's management API did not answer ({e}); run `carmileage providers sync-broker` later"
+    note = f"broker has the users of {present} active providers"
+    if unusable:
+        note += f"; rotate the MQTT password of {', '.join(unusable)} (stored for another broker)"
+    return note
 
 
 def _broker_address(settings: Settings) -> str:
-    parts = urlsplit(settings.mqtt_url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 1883}"
+    return settings.broker_mqtt_url
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -114,11 +120,15 @@ def run_add(args: argparse.Namespace) -> int:
     async def go(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
         try:
             pid, secret = await create_provider(
-                conn, args.name, display_name=args.display_name, mqtt_password_hash=broker.hash_password(password)
+                conn,
+                args.name,
+                display_name=args.display_name,
+                mqtt_password_hash=broker.hash_password(password),
+                box=settings.provider_box(),
             )
         except ProviderExists:
             raise SystemExit(f"carmileage: a provider named {args.name!r} exists") from None
-        note = await sync_broker(conn, settings.mqtt_broker_dir)
+        note = await sync_broker(conn, settings)
         return {
             "id": pid,
             "name": args.name,
@@ -183,12 +193,15 @@ def run_rotate(args: argparse.Namespace) -> int:
         except ProviderNotFound:
             raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
         if args.http:
-            return {"http_secret": await add_secret(conn, pid), "note": "the previous secret stays valid until --finish"}
+            return {
+                "http_secret": await add_secret(conn, pid, box=settings.provider_box()),
+                "note": "the previous secret stays valid until --finish",
+            }
         if args.finish:
             return {"revoked_secrets": await revoke_older_secrets(conn, pid)}
         password = broker.new_password()
         await set_mqtt_password(conn, pid, args.name, broker.hash_password(password))
-        return {"mqtt_password": password, "broker": await sync_broker(conn, settings.mqtt_broker_dir)}
+        return {"mqtt_password": password, "broker": await sync_broker(conn, settings)}
 
     out = _run(go)
     if args.json:
@@ -245,7 +258,7 @@ async def _audit(conn: asyncpg.Connection, actor: str, action: str, vehicle_id: 
 
 def run_sync(args: argparse.Namespace) -> int:
     async def go(conn: asyncpg.Connection, settings: Settings) -> str:
-        return await sync_broker(conn, settings.mqtt_broker_dir)
+        return await sync_broker(conn, settings)
 
     print(_run(go))
     return 0

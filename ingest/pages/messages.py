@@ -132,11 +132,18 @@ UI: dict[str, tuple[str, str]] = {
     "sign_in.title": ("Sign in", "로그인"),
     "sign_in.token": ("Access token", "접속 토큰"),
     "sign_in.help": (
-        "Paste the access token you were given. It is kept in this browser until you sign out.",
-        "발급받은 접속 토큰을 붙여 넣으세요. 로그아웃할 때까지 이 브라우저에 보관됩니다.",
+        "Paste the access token you were given. This browser keeps a session of its own, which ends "
+        "when you sign out or after a while without use.",
+        "발급받은 접속 토큰을 붙여 넣으세요. 이 브라우저에는 별도의 세션이 보관되며, 로그아웃하거나 "
+        "일정 시간 사용하지 않으면 끝납니다.",
     ),
     "sign_in.submit": ("Sign in", "로그인"),
     "sign_in.bad": ("This token is unknown, revoked or expired.", "알 수 없거나 만료된 토큰입니다."),
+    "sign_in.expired": (
+        "This token has expired. Ask your district office for a new one.",
+        "이 토큰은 만료되었습니다. 구청에 새 토큰을 요청하세요.",
+    ),
+    "sign_in.revoked": ("This token was revoked.", "이 토큰은 폐기되었습니다."),
     "sign_out": ("Sign out", "로그아웃"),
     "csrf.bad": (
         "The form expired or did not come from this site. Reload the page and try again.",

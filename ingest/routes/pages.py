@@ -16,17 +16,16 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import asyncpg
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from ingest.api import ApiError
+from ingest.api import ApiError, read_small_form
 from ingest.auth import Principal
 from ingest.ingestion import limits_from
 from ingest.pages.messages import Lang, reason_text, status_text, ui_text
@@ -50,8 +49,14 @@ from prorate.calendar import SEOUL
 from storage.disputes import REJECTION_REASONS, QueueFilter, count_open, get_dispute, list_disputes
 from storage.evaluation import current_results_of_owner
 from storage.photos import submissions_of_owner
-from storage.tokens import find_token
+from storage.tokens import check_token, create_session, revoke_token, touch_session
 from storage.vehicles import list_vehicles, participations_of
+
+#: The sign-in and sign-out forms hold a token, a CSRF token and a path: a few hundred bytes.
+#: Anyone may post them, so a larger body is refused before it is read.
+SIGN_IN_FORM_LIMIT = 8 * 1024
+#: The reviewers' forms: a note of at most 1,000 characters is the largest field.
+PAGE_FORM_LIMIT = 64 * 1024
 
 SESSION_COOKIE = "cm_session"
 PRE_COOKIE = "cm_pre"
@@ -100,12 +105,21 @@ def session_csrf(request: web.Request, token: str) -> str:
 
 
 async def current_session(request: web.Request) -> Session | None:
+    """The page session of the cookie, when it is one that is neither expired nor revoked; its
+    idle expiry slides forward once half of it has passed."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 200:
         return None
-    record = await find_token(request.app[POOL], token)
+    record = (await check_token(request.app[POOL], token, "session")).record
     if record is None:
         return None
+    settings = request.app[SETTINGS]
+    if record.expires_at is not None and (
+        record.expires_at - datetime.now(UTC) < timedelta(seconds=settings.session_idle_s / 2)
+    ):
+        await touch_session(
+            request.app[POOL], record, idle_s=settings.session_idle_s, max_s=settings.session_max_s
+        )
     return Session(Principal(record.role, record.subject, record.id), token, session_csrf(request, token))
 
 
@@ -227,11 +241,23 @@ def _redirect(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location, headers=SECURITY_HEADERS)
 
 
+#: Characters a redirect target keeps as they are; anything else is percent-encoded.
+_PATH_SAFE = "/?&=%-._~!$'()*+,;:@"
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: no scheme, no host, no protocol-relative '//' tricks."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site, whatever a browser would make of it: browsers drop tabs and
+    newlines from URLs, read a backslash as a slash and `//host` as another site, so any control
+    character or backslash, a second leading slash, or a scheme or host is refused. What passes
+    goes out percent-encoded (ASCII only)."""
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith("//"):
         return "/"
-    return target
+    if any(c < " " or c in "\\\x7f" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return quote(target, safe=_PATH_SAFE + "#")
 
 
 async def _require(request: web.Request, *roles: str) -> Session:
@@ -288,21 +314,33 @@ async def sign_in_page(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_small_form(request, SIGN_IN_FORM_LIMIT)
     nonce = request.cookies.get(PRE_COOKIE, "")
     try:
         check_csrf(request, _hmac(request, "pre", nonce) if nonce else "-", str(form.get("csrf", "")))
     except CsrfRefused:
         return _csrf_failure(request, None)
     token = str(form.get("token", "")).strip()
-    record = await find_token(request.app[POOL], token) if 0 < len(token) <= 200 else None
-    if record is None:
-        return await sign_in_form(request, ui_text("sign_in.bad", lang_of(request)), status=401)
+    checked = await check_token(request.app[POOL], token) if 0 < len(token) <= 200 else None
+    if checked is None or checked.record is None:
+        problem = checked.problem if checked is not None else None
+        message = ui_text(_SIGN_IN_PROBLEMS.get(problem or "", "sign_in.bad"), lang_of(request))
+        return await sign_in_form(request, message, status=401)
+    record = checked.record
+    # The cookie holds a session token of its own (short-lived, revoked at sign-out), never the
+    # API token itself.
+    settings = request.app[SETTINGS]
+    async with request.app[POOL].acquire() as conn:
+        _, session_token = await create_session(
+            conn, record, idle_s=settings.session_idle_s, max_s=settings.session_max_s
+        )
     target = _safe_next(str(form.get("next", "")))
     if target == "/":
         target = "/review" if record.role == "reviewer" else "/upload"
     resp = _redirect(target)
-    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", secure=_secure(request), path="/")
+    resp.set_cookie(
+        SESSION_COOKIE, session_token, httponly=True, samesite="Strict", secure=_secure(request), path="/"
+    )
     resp.del_cookie(PRE_COOKIE, path="/sign-in")
     raise resp
 
@@ -310,14 +348,21 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 async def sign_out(request: web.Request) -> web.StreamResponse:
     session = await current_session(request)
     if session is not None:
-        form = await request.post()
+        form = await read_small_form(request, SIGN_IN_FORM_LIMIT)
         try:
             check_csrf(request, session.csrf, str(form.get("csrf", "")))
         except CsrfRefused:
             return _csrf_failure(request, session)
+        # the session ends on the server too: a copied cookie is worthless from now on
+        async with request.app[POOL].acquire() as conn:
+            await revoke_token(conn, session.principal.token_id, "sign_out")
     resp = _redirect("/sign-in")
     resp.del_cookie(SESSION_COOKIE, path="/")
     raise resp
+
+
+#: Why a token was refused at sign-in, in the page's words.
+_SIGN_IN_PROBLEMS = {"token_expired": "sign_in.expired", "token_revoked": "sign_in.revoked"}
 
 
 # -- citizens -----------------------------------------------------------------------------------
@@ -474,7 +519,7 @@ async def queue_page(request: web.Request) -> web.Response:
 
 async def claim_next_page(request: web.Request) -> web.StreamResponse:
     session = await _require(request, "reviewer")
-    form = await request.post()
+    form = await read_small_form(request, PAGE_FORM_LIMIT)
     try:
         check_csrf(request, session.csrf, str(form.get("csrf", "")))
     except CsrfRefused:
@@ -595,7 +640,7 @@ async def dispute_page_get(request: web.Request) -> web.Response:
 
 async def _dispute_post(request: web.Request) -> tuple[Session, int, Any]:
     session = await _require(request, "reviewer")
-    form = await request.post()
+    form = await read_small_form(request, PAGE_FORM_LIMIT)
     check_csrf(request, session.csrf, str(form.get("csrf", "")))
     return session, _page_id(request), form
 
@@ -689,14 +734,27 @@ async def review_photo(request: web.Request) -> web.StreamResponse:
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
-@cache
-def _static(name: str) -> tuple[bytes, str] | None:
-    if "/" in name or name.startswith(".") or not any(name.endswith(s) for s in _STATIC_TYPES):
-        return None
+@functools.cache
+def _static_names() -> frozenset[str]:
+    """The files shipped in ingest/pages/static (read once): nothing else is ever looked up."""
+    folder = resources.files("ingest.pages") / "static"
+    return frozenset(
+        p.name for p in folder.iterdir() if p.is_file() and any(p.name.endswith(s) for s in _STATIC_TYPES)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _static_file(name: str) -> tuple[bytes, str]:
     path = resources.files("ingest.pages") / "static" / name
-    if not path.is_file():
-        return None
     return path.read_bytes(), _STATIC_TYPES[name[name.rindex(".") :]]
+
+
+def _static(name: str) -> tuple[bytes, str] | None:
+    """A shipped static file, cached; any other name is refused before it is cached or looked up,
+    so requests for made-up names cannot grow the cache."""
+    if name not in _static_names():
+        return None
+    return _static_file(name)
 
 
 async def static(request: web.Request) -> web.Response:

@@ -12,13 +12,14 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
-from aiohttp import web
+from aiohttp import MultipartReader, StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from ingest.api import ApiError, Reason, respond
+from ingest.api import ApiError, BodyStream, Reason, respond
 from ingest.auth import Principal, check_owner
 from ingest.pages.messages import reason_text, status_text
 from ingest.routes import api
@@ -167,6 +168,13 @@ def probe_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     return (w, h) if w > 0 and h > 0 else None
 
 
+def without_personal_metadata(data: bytes) -> bytes | None:
+    """The photo as stored: location and other personal EXIF/XMP removed, pixels untouched."""
+    from ocr.intake import strip_metadata  # (loads the OCR package: not before the first upload)
+
+    return strip_metadata(data)
+
+
 async def _read_part(part: Any, limit: int, name: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -187,11 +195,16 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
     """Parse and check the multipart body while streaming it; every refusal names its field."""
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "Send the photos as multipart/form-data.")
-    if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
-        raise _refuse(413, "photo_too_large", None, "The upload is larger than two 15 MB photos.")
+    # The whole body, whatever its transfer encoding (chunked has no Content-Length to refuse up
+    # front), stops at the form's limit: preamble, part headers and skipped parts count too.
+    body = BodyStream(
+        request,
+        MAX_UPLOAD_BYTES,
+        lambda: _refuse(413, "photo_too_large", None, "The upload is larger than two 15 MB photos."),
+    )
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as e:
+        reader = MultipartReader(request.headers, cast(StreamReader, body))
+    except (ValueError, AssertionError, KeyError) as e:
         raise ApiError(400, "malformed_multipart", f"The multipart body cannot be read: {e}") from None
     raw: dict[str, bytes] = {}
     declared: dict[str, str] = {}
@@ -215,6 +228,8 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
         raise
     except (ValueError, AssertionError, UnicodeDecodeError) as e:
         raise ApiError(400, "malformed_multipart", f"The multipart body cannot be read: {e}") from None
+    except HttpProcessingError:  # a boundary or part header line longer than aiohttp reads
+        raise ApiError(400, "malformed_multipart", "The multipart body has a line too long to be a header.") from None
     missing = [n for n in (*PHOTO_PARTS, *TEXT_PARTS) if n not in raw or (n in PHOTO_PARTS and not raw[n])]
     if missing:
         raise ApiError(
@@ -240,7 +255,12 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
             raise _refuse(422, "not_an_image", name)
         if size[0] * size[1] > MAX_PHOTO_PIXELS:
             raise _refuse(422, "too_many_pixels", name)
-        photos[name] = Photo(data, sha256_of(data), CONTENT_TYPES[fmt], size[0], size[1])
+        # Stored and shown without where it was taken (docs/photos.md, "Personal data"); the
+        # content hash is of these bytes, the ones kept.
+        clean = await asyncio.to_thread(without_personal_metadata, data)
+        if clean is None:
+            raise _refuse(422, "not_an_image", name)
+        photos[name] = Photo(clean, sha256_of(clean), CONTENT_TYPES[fmt], size[0], size[1])
     texts = {n: raw[n].decode("utf-8", errors="replace").strip() for n in (*TEXT_PARTS, *extra_fields) if n in raw}
     if texts["stage"] not in ("start", "mid", "end"):
         raise _refuse(422, "invalid_stage", "stage")
@@ -363,7 +383,7 @@ _UPLOAD_SCHEMA = {
     "POST",
     "/v1/participations/{id}/photos",
     summary="Register a dashboard (odometer) and a licence-plate photo",
-    responses={202: UploadAccepted, 404: None, 409: None, 413: None, 415: None, 422: None, 503: None},
+    responses={202: UploadAccepted, 404: None, 408: None, 409: None, 413: None, 415: None, 422: None, 503: None},
     roles={"citizen"},
     tags=["photos"],
     request_content=_UPLOAD_SCHEMA,

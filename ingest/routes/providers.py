@@ -7,6 +7,7 @@ secret (`telematics.signatures`). A request is answered 2xx only after its batch
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from datetime import UTC, datetime
@@ -29,10 +30,12 @@ from storage.providers import (
     consents_of,
     forget_old_requests,
     grant_consent,
+    ids_by_name,
     remember_request,
     withdraw_consents,
 )
 from storage.readings import BatchItem, store_batch
+from storage.secret_box import SealedSecretUnreadable
 from storage.vehicles import get_vehicle
 from telematics import signatures
 from telematics.payload import HTTP_MAX_BYTES, HTTP_MAX_READINGS, PayloadError, decode_json, parse_http_batch
@@ -124,7 +127,19 @@ def _unauthenticated(code: str, message: str) -> ApiError:
 async def _signed_body(request: web.Request, limit: int) -> tuple[ProviderAuth, bytes, bytes]:
     """Authenticate the provider named in the path; return it, the raw body and its signature."""
     name = request.match_info["provider"]
-    auth = await auth_for(request.app[POOL], name) if len(name) <= 63 else None
+    try:
+        box = request.app[SETTINGS].provider_box()
+        auth = await auth_for(request.app[POOL], name, box=box) if len(name) <= 63 else None
+    except SealedSecretUnreadable:
+        logging.getLogger("carmileage.providers").error(
+            "provider %s: its HTTP secrets do not open with this service's provider secret key", name
+        )
+        raise ApiError(
+            503,
+            "provider_credentials_unavailable",
+            "The service cannot read this provider's credentials now; nothing was stored.",
+            headers={"Retry-After": "60"},
+        ) from None
     if auth is None:
         raise _unauthenticated("unknown_provider", "No provider has this name.")
     if not auth.active or not auth.secrets:
@@ -159,6 +174,10 @@ async def _remember(conn: Conn, auth: ProviderAuth, digest: bytes) -> None:
         raise _replayed()
 
 
+#: A body that is not JSON at all is malformed (400) and one over the size limit too large (413);
+#: JSON that does not hold readable readings is refused (422).
+_PAYLOAD_STATUS = {"malformed_json": 400, "non_finite_number": 400, "too_deeply_nested": 400, "payload_too_large": 413}
+
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 
@@ -175,7 +194,7 @@ def _unavailable() -> ApiError:
     "POST",
     "/v1/providers/{provider}/readings",
     summary="A signed batch of odometer readings from a connected-car provider",
-    responses={200: IngestResult, 400: None, 401: None, 409: None, 413: None, 415: None, 422: None, 503: None},
+    responses={200: IngestResult, 400: None, 401: None, 408: None, 409: None, 413: None, 415: None, 422: None, 503: None},
     tags=["providers"],
     body_limit=HTTP_MAX_BYTES,
     request_content=_BATCH_CONTENT,
@@ -191,8 +210,9 @@ async def ingest_readings(request: web.Request, principal: Principal | None, bod
         adapted = parse_http_batch(raw)
     except PayloadError as e:
         p = e.problem
-        status = 400 if p.code in ("malformed_json", "non_finite_number") else 422
-        raise ApiError(status, p.code, str(e), [Reason(code=p.code, message=p.message, field=p.field)]) from None
+        raise ApiError(
+            _PAYLOAD_STATUS.get(p.code, 422), p.code, str(e), [Reason(code=p.code, message=p.message, field=p.field)]
+        ) from None
     refused = [(i, a) for i, a in enumerate(adapted) if isinstance(a, Rejected)]
     if refused:
         reasons = [
@@ -239,7 +259,7 @@ async def ingest_readings(request: web.Request, principal: Principal | None, bod
     "POST",
     "/v1/providers/{provider}/consent-withdrawals",
     summary="A provider reports members who withdrew consent: stop ingesting, delete unverified data",
-    responses={200: WithdrawalResult, 400: None, 401: None, 409: None, 413: None, 415: None, 422: None},
+    responses={200: WithdrawalResult, 400: None, 401: None, 408: None, 409: None, 413: None, 415: None, 422: None},
     tags=["providers"],
     body_limit=WITHDRAWAL_MAX_BYTES,
     request_content=_WITHDRAWAL_CONTENT,
@@ -252,7 +272,8 @@ async def withdraw_consent(request: web.Request, principal: Principal | None, bo
     try:
         data = decode_json(raw)
     except PayloadError as e:
-        raise ApiError(400, e.problem.code, str(e)) from None
+        p = e.problem
+        raise ApiError(_PAYLOAD_STATUS.get(p.code, 400), p.code, str(e), [Reason(code=p.code, message=p.message)]) from None
     vins = data.get("vins") if isinstance(data, dict) else None
     if not isinstance(vins, list) or not all(isinstance(v, str) and 0 < len(v) <= 20 for v in vins):
         raise ApiError(
@@ -303,10 +324,10 @@ async def _own_vehicle(request: web.Request, principal: Principal) -> asyncpg.Re
 
 
 async def _provider_named(conn: Conn, name: str) -> int:
-    auth = await auth_for(conn, name)
-    if auth is None or not auth.active:
+    found = (await ids_by_name(conn, [name])).get(name)
+    if found is None or not found[1]:
         raise ApiError(404, "provider_not_found", "No active provider has this name.")
-    return auth.id
+    return found[0]
 
 
 @api.operation(
@@ -319,9 +340,18 @@ async def _provider_named(conn: Conn, name: str) -> int:
     tags=["providers"],
 )
 async def create_consent(request: web.Request, principal: Principal, body: ConsentIn) -> web.Response:
-    """The member's consent: without it a provider's readings of the car are quarantined."""
+    """The member's consent: without it a provider's readings of the car are quarantined. Only
+    for a car whose ownership an operator has verified (409 `ownership_not_verified` before)."""
     principal = require_principal(principal)
     v = await _own_vehicle(request, principal)
+    if v["status"] == "pending":
+        raise ApiError(
+            409,
+            "ownership_not_verified",
+            "An operator checks the car's registration certificate before any provider may send its readings.",
+        )
+    if v["status"] == "refused":
+        raise ApiError(409, "ownership_refused", "The ownership check of this car was refused.")
     if v["status"] != "active":
         raise ApiError(409, "vehicle_retired", "The car left the programme.")
     async with request.app[POOL].acquire() as conn, conn.transaction():

@@ -12,7 +12,7 @@ from ingest.api import ApiError, Reason, respond
 from ingest.auth import Principal, check_owner
 from ingest.ingestion import limits_from
 from ingest.routes import api
-from ingest.routes.vehicles import path_id
+from ingest.routes.vehicles import path_id, require_checked_ownership
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from storage.audit import write_audit
 from storage.corrections import CorrectionRefused, correct_reading, find_reading, readings_of
@@ -69,7 +69,7 @@ def _out(r: asyncpg.Record) -> ReadingOut:
     "GET",
     "/v1/vehicles/{id}/readings",
     summary="A car's verified (and superseded) readings, newest first",
-    responses={200: ReadingList, 404: None},
+    responses={200: ReadingList, 404: None, 409: None},
     roles={"citizen", "operator", "reviewer"},
     tags=["readings"],
 )
@@ -79,6 +79,7 @@ async def list_readings(request: web.Request, principal: Principal, body: None) 
     if v is None:
         raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
     check_owner(principal, v["owner_id"])
+    require_checked_ownership(v["status"], principal)
     return respond(ReadingList(readings=[_out(r) for r in await readings_of(pool, v["id"])]))
 
 

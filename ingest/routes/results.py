@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from ingest.api import ApiError, respond
 from ingest.auth import Principal, check_owner
 from ingest.routes import api
-from ingest.routes.vehicles import path_id
+from ingest.routes.vehicles import path_id, require_checked_ownership
 from ingest.state import POOL
 from storage.evaluation import results_with_delivery
 from storage.vehicles import get_participation
@@ -24,7 +24,10 @@ from storage.vehicles import get_participation
 class SeasonOut(BaseModel):
     year: int | None
     days: int | None = Field(description="Days of the season [1 Dec, 1 Apr).")
-    km: Decimal | None = Field(description="The distance prorated to the season, km.")
+    km: Decimal | None = Field(
+        description="The distance for the season, km to 0.1 (prorated to the season's days where the rules "
+        "prorate), never reading as the other side of the limit."
+    )
 
 
 class PeriodResultOut(BaseModel):
@@ -45,11 +48,19 @@ class PeriodResultOut(BaseModel):
     start_date: date
     end_date: date
     days: int
+    baseline_days: int | None = Field(
+        description="Days the baseline covers: `days` under day-proration, the scheduled period's days "
+        "without it (rule sets before 2022); null for results computed before it was recorded."
+    )
     baseline_daily_km: Decimal
     baseline_km: Decimal
     actual_km: Decimal
-    reduction_km: Decimal
-    reduction_rate_pct: Decimal | None
+    reduction_km: Decimal = Field(
+        description="km to 0.1, half up, but never across a tier bound: it reads as the tier it pays."
+    )
+    reduction_rate_pct: Decimal | None = Field(
+        description="% to 0.01, half up, but never across a tier bound; null when the baseline is zero."
+    )
     points: int
     tier_by: str | None = Field(description="Which measure decided the tier: rate, amount or both.")
     special_points: int
@@ -79,6 +90,7 @@ def _out(r: asyncpg.Record) -> PeriodResultOut:
         start_date=r["start_date"],
         end_date=r["end_date"],
         days=r["days"],
+        baseline_days=r["baseline_days"],
         baseline_daily_km=r["baseline_daily_km"],
         baseline_km=r["baseline_km"],
         actual_km=r["actual_km"],
@@ -100,7 +112,7 @@ def _out(r: asyncpg.Record) -> PeriodResultOut:
     "GET",
     "/v1/participations/{id}/results",
     summary="A participation's period results, newest version first",
-    responses={200: PeriodResultList, 404: None},
+    responses={200: PeriodResultList, 404: None, 409: None},
     roles={"citizen", "operator", "reviewer"},
     tags=["results"],
 )
@@ -111,5 +123,6 @@ async def list_results(request: web.Request, principal: Principal, body: None) -
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
     check_owner(principal, p["owner_id"])
+    require_checked_ownership(p["vehicle_status"], principal)
     rows = await results_with_delivery(pool, pid)
     return respond(PeriodResultList(participation_id=pid, results=[_out(r) for r in rows]))

@@ -27,7 +27,14 @@ from ingest.review_actions import (
     resolve_dispute,
 )
 from ingest.routes import api
-from ingest.routes.photos import BLOBS, ReasonOut, SubmissionOut, path_int, submission_out
+from ingest.routes.photos import (
+    BLOBS,
+    ReasonOut,
+    SubmissionOut,
+    path_int,
+    submission_out,
+    without_personal_metadata,
+)
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from storage.blobs import BlobError
 from storage.disputes import REJECTION_REASONS, QueueFilter, count_open, get_dispute, list_disputes
@@ -376,6 +383,11 @@ async def photo_response(request: web.Request, sha256: str) -> web.Response:
     if ctype == "image/heic":
         data = await asyncio.to_thread(_heic_to_jpeg, data)
         ctype = "image/jpeg"
+    else:  # photos stored before uploads were stripped may still say where they were taken
+        clean = await asyncio.to_thread(without_personal_metadata, data)
+        if clean is None:
+            raise ApiError(404, "photo_unreadable", "The photo cannot be read.")
+        data = clean
     return web.Response(
         body=data,
         content_type=ctype,

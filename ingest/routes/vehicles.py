@@ -1,4 +1,11 @@
-"""Vehicle enrolment and participations: who takes part, under which rule set, until when."""
+"""Vehicle enrolment and participations: who takes part, under which rule set, until when; and the
+operator's check of ownership.
+
+An enrolment is a claim (`pending`) answered the same way whether or not someone else enrolled the
+car (no oracle of other members' cars). An operator checks the registration certificate
+(`POST /v1/vehicles/{id}/ownership-checks`): only then does the car take part, receive consents
+and show readings and results to its member.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +20,18 @@ from pydantic_core import PydanticCustomError
 
 from ingest.api import ApiError, Reason, respond
 from ingest.auth import Principal, check_owner, require_principal
+from ingest.ownership import (
+    Actor,
+    CertificateNumberInvalid,
+    normalize_certificate_no,
+    record_refusal,
+    record_verification,
+)
 from ingest.routes import api
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from prorate.calendar import seoul_today
 from prorate.eligibility import Refusal, check_eligibility
+from prorate.errors import ProrateError
 from prorate.identifiers import (
     PLATE_REGIONS,
     IdentifierError,
@@ -24,20 +39,24 @@ from prorate.identifiers import (
     parse_plate,
     parse_vin,
 )
-from prorate.rules import RuleSet, RuleSetError, rule_set_for, rule_set_named
+from prorate.rules import RuleSet, RuleSetError, rule_set_for, rule_set_for_season, rule_set_named
+from prorate.season import season_enrolment
 from prorate.vehicle import SEOUL_DISTRICTS, Fuel, VehicleFacts, VehicleType, VehicleUse
 from storage.audit import write_audit
 from storage.vehicles import (
     ActiveParticipationExists,
     DuplicateVehicle,
     NewVehicle,
+    OwnershipCheckRefused,
     end_participation,
     get_participation,
     get_vehicle,
     insert_participation,
     insert_vehicle,
     list_vehicles,
+    own_claim_of,
     participations_of,
+    pending_claims,
 )
 
 # -- request and response models ------------------------------------------------------------
@@ -170,9 +189,68 @@ class VehicleOut(BaseModel):
     emission_certificate: str | None
     low_emission_class: int | None
     model: str | None
-    status: str
+    status: str = Field(
+        description="pending (enrolled, ownership not yet checked), active (checked: takes part), "
+        "retired (left the programme) or refused (the check found another owner or a bad document)"
+    )
     created_at: datetime
+    ownership_checked_at: datetime | None = Field(description="When an operator checked the registration certificate.")
+    ownership_refusal: str | None = Field(description="Why the claim was refused.")
+    ownership_note: str | None
+    ownership_checked_by: str | None = Field(description="Operators and reviewers only.")
+    registration_certificate_no: str | None = Field(description="Operators and reviewers only.")
     participations: list[ParticipationOut]
+
+
+class OwnershipCheckIn(BaseModel):
+    """The operator's check of the registration certificate (자동차등록증)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    outcome: Literal["verified", "refused"]
+    registration_certificate_no: str | None = Field(
+        None, max_length=60, description="verified: the certificate's document number, as printed."
+    )
+    vin: VinText | None = Field(None, description="verified: the VIN as printed on the certificate.")
+    transfer: bool = Field(
+        False,
+        description="verified: another member's active car with this VIN or plate changed hands; "
+        "retire it (its participations end as an ownership transfer).",
+    )
+    reason: Literal["not_registered_owner", "document_invalid", "vehicle_mismatch", "other"] | None = Field(
+        None, description="refused: why."
+    )
+    note: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OwnershipCheckIn:
+        if self.outcome == "verified":
+            if self.registration_certificate_no is None or self.vin is None:
+                raise PydanticCustomError(
+                    "certificate_missing", "A verification names the certificate's document number and VIN."
+                )
+            try:
+                self.registration_certificate_no = normalize_certificate_no(self.registration_certificate_no)
+            except CertificateNumberInvalid as e:
+                raise PydanticCustomError("certificate_no_invalid", str(e)) from None
+            if self.reason is not None:
+                raise PydanticCustomError("reason_for_verified", "reason is only for a refusal.")
+        else:
+            if self.reason is None:
+                raise PydanticCustomError("reason_missing", "A refusal names its reason.")
+            if self.transfer:
+                raise PydanticCustomError("transfer_for_refused", "transfer is only for a verification.")
+        return self
+
+
+class OwnershipClaimOut(BaseModel):
+    vehicle: VehicleOut
+    competing_claims: int = Field(description="Other members' pending claims of the same VIN.")
+    held_by_vehicle: int | None = Field(description="Another member's active car with this VIN or plate.")
+
+
+class OwnershipClaimList(BaseModel):
+    claims: list[OwnershipClaimOut]
 
 
 class VehicleList(BaseModel):
@@ -197,7 +275,7 @@ def _participation_out(r: asyncpg.Record) -> ParticipationOut:
     )
 
 
-def _vehicle_out(v: asyncpg.Record, participations: list[asyncpg.Record]) -> VehicleOut:
+def _vehicle_out(v: asyncpg.Record, participations: list[asyncpg.Record], staff: bool = False) -> VehicleOut:
     odo = v["acquired_odometer_m"]
     return VehicleOut(
         id=v["id"],
@@ -218,6 +296,11 @@ def _vehicle_out(v: asyncpg.Record, participations: list[asyncpg.Record]) -> Veh
         model=v["model"],
         status=v["status"],
         created_at=v["created_at"],
+        ownership_checked_at=v["ownership_checked_at"],
+        ownership_refusal=v["ownership_refusal"],
+        ownership_note=v["ownership_note"],
+        ownership_checked_by=v["ownership_checked_by"] if staff else None,
+        registration_certificate_no=v["registration_certificate_no"] if staff else None,
         participations=[_participation_out(p) for p in participations if p["vehicle_id"] == v["id"]],
     )
 
@@ -234,6 +317,26 @@ def _facts(v: VehicleIn | asyncpg.Record) -> VehicleFacts:
         owner_is_registered_owner=get("owner_is_registered_owner") if isinstance(v, VehicleIn) else True,
         first_registration_date=get("first_registration_date"),
     )
+
+
+def require_checked_ownership(vehicle_status: str, principal: Principal) -> None:
+    """A member acts on (and sees the data of) a car only once its ownership was verified; staff
+    see every car."""
+    if principal.role != "citizen":
+        return
+    if vehicle_status == "pending":
+        raise ApiError(
+            409,
+            "ownership_not_verified",
+            "An operator has not yet checked this car's registration certificate; its readings, "
+            "results and consents wait for that check.",
+        )
+    if vehicle_status == "refused":
+        raise ApiError(409, "ownership_refused", "The ownership check of this car was refused.")
+
+
+def _staff(principal: Principal) -> bool:
+    return principal.role in ("operator", "reviewer")
 
 
 def _refused(refusals: list[Refusal], rules: RuleSet) -> ApiError:
@@ -278,7 +381,9 @@ def _snapshot(r: asyncpg.Record) -> dict[str, Any]:
     tags=["vehicles"],
 )
 async def create_vehicle(request: web.Request, principal: Principal, body: VehicleIn) -> web.Response:
-    """Checks eligibility under today's rule set; a refusal lists every failed rule."""
+    """Checks eligibility under today's rule set; a refusal lists every failed rule. The car is
+    `pending` until an operator has checked its registration certificate, and the answer is the
+    same whether or not other members enrolled it (409 only when this member already did)."""
     if principal.role == "citizen":
         if body.owner_id not in (None, principal.subject):
             raise ApiError(403, "not_your_vehicle", "Citizens enrol their own cars only.")
@@ -318,12 +423,15 @@ async def create_vehicle(request: web.Request, principal: Principal, body: Vehic
     )
     async with request.app[POOL].acquire() as conn, conn.transaction():
         try:
+            mine = await own_claim_of(conn, owner_id, new.vin, new.plate_key)
+            if mine is not None:
+                raise DuplicateVehicle(mine)
             row = await insert_vehicle(conn, new)
         except DuplicateVehicle as e:
             raise ApiError(
                 409,
                 f"{e.field}_already_enrolled",
-                f"A car with this {e.field.upper() if e.field == 'vin' else 'plate'} is already enrolled.",
+                f"You have already enrolled a car with this {'VIN' if e.field == 'vin' else 'plate'}.",
             ) from None
         await write_audit(
             conn,
@@ -336,7 +444,9 @@ async def create_vehicle(request: web.Request, principal: Principal, body: Vehic
             after=_snapshot(row),
             request_id=request.get(REQUEST_ID),
         )
-    return respond(_vehicle_out(row, []), 201, headers={"Location": f"/v1/vehicles/{row['id']}"})
+    return respond(
+        _vehicle_out(row, [], _staff(principal)), 201, headers={"Location": f"/v1/vehicles/{row['id']}"}
+    )
 
 
 @api.operation(
@@ -352,7 +462,7 @@ async def list_own_vehicles(request: web.Request, principal: Principal, body: No
     pool = request.app[POOL]
     vehicles = await list_vehicles(pool, owner_id)
     parts = await participations_of(pool, [v["id"] for v in vehicles])
-    return respond(VehicleList(vehicles=[_vehicle_out(v, parts) for v in vehicles]))
+    return respond(VehicleList(vehicles=[_vehicle_out(v, parts, _staff(principal)) for v in vehicles]))
 
 
 async def _load_vehicle(request: web.Request, principal: Principal, vehicle_id: int) -> asyncpg.Record:
@@ -373,7 +483,7 @@ async def _load_vehicle(request: web.Request, principal: Principal, vehicle_id: 
 )
 async def show_vehicle(request: web.Request, principal: Principal, body: None) -> web.Response:
     v = await _load_vehicle(request, principal, path_id(request))
-    return respond(_vehicle_out(v, await participations_of(request.app[POOL], [v["id"]])))
+    return respond(_vehicle_out(v, await participations_of(request.app[POOL], [v["id"]]), _staff(principal)))
 
 
 @api.operation(
@@ -391,6 +501,14 @@ async def create_participation(
     """The rule set is the one in force on the day the period begins."""
     principal = require_principal(principal)
     v = await _load_vehicle(request, principal, path_id(request))
+    if v["status"] == "pending":
+        raise ApiError(
+            409,
+            "ownership_not_verified",
+            "An operator checks the car's registration certificate before it takes part.",
+        )
+    if v["status"] == "refused":
+        raise ApiError(409, "ownership_refused", "The ownership check of this car was refused.")
     if v["status"] != "active":
         raise ApiError(409, "vehicle_retired", "The car left the programme; enrol it again.")
     if body.baseline_daily_km is not None and principal.role != "operator":
@@ -398,17 +516,17 @@ async def create_participation(
     today = seoul_today()
     season_year = None
     period_start = today
+    season_rules: RuleSet | None = None
     if body.program == "season":
-        # The winter season runs [1 Dec, 1 Apr); enrolment closes on 30 November.
+        # The season's dates and enrolment deadline are its rule set's ([season] enrol_by).
         season_year = body.season_year if body.season_year is not None else today.year
-        if today > date(season_year, 11, 30):
-            raise ApiError(
-                422,
-                "season_enrolment_closed",
-                f"Enrolment for the {season_year}/{season_year + 1} winter season closed on 30 November.",
-            )
-        period_start = date(season_year, 12, 1)
-    rules = _rules_for(request, period_start)
+        try:
+            forced = request.app[SETTINGS].rule_set
+            season_rules = rule_set_named(forced) if forced else rule_set_for_season(season_year)
+            period_start = season_enrolment(season_year, season_rules.season, today).starts
+        except (ProrateError, RuleSetError) as e:
+            raise ApiError(422, e.code, e.message) from None
+    rules = season_rules or _rules_for(request, period_start)
     refusals = check_eligibility(_facts(v), period_start, rules)
     if refusals:
         raise _refused(refusals, rules)
@@ -484,3 +602,75 @@ async def end_participation_op(
             request_id=request.get(REQUEST_ID),
         )
     return respond(_participation_out(row))
+
+
+# -- ownership checks (operators) -------------------------------------------------------------
+
+
+def _check_refused(e: OwnershipCheckRefused) -> ApiError:
+    status = {"vehicle_not_found": 404, "vin_mismatch": 422}.get(e.code, 409)
+    reasons = [Reason(code="held_by_vehicle", message=f"vehicle {i}") for i in e.holders]
+    return ApiError(status, e.code, e.message, reasons)
+
+
+@api.operation(
+    "POST",
+    "/v1/vehicles/{id}/ownership-checks",
+    summary="Record the check of a car's registration certificate: verified or refused",
+    body=OwnershipCheckIn,
+    responses={200: VehicleOut, 404: None, 409: None, 422: None},
+    roles={"operator"},
+    tags=["vehicles"],
+)
+async def check_ownership(request: web.Request, principal: Principal, body: OwnershipCheckIn) -> web.Response:
+    """Verified: the certificate (its document number and VIN recorded) names this member; the
+    claim becomes active, other members' pending claims of the VIN are refused, and with
+    `transfer` another member's active car with this VIN or plate is retired. Refused: the claim
+    (or an earlier verification) is refused; an active car's participations end and its consents
+    are withdrawn. Who checked, when and against which document is kept and audited."""
+    vehicle_id = path_id(request)
+    actor = Actor(principal.role, principal.subject, request.get(REQUEST_ID))
+    async with request.app[POOL].acquire() as conn:
+        try:
+            if body.outcome == "verified":
+                assert body.registration_certificate_no is not None and body.vin is not None
+                done = await record_verification(
+                    conn,
+                    vehicle_id,
+                    certificate_no=body.registration_certificate_no,
+                    vin=body.vin,
+                    transfer=body.transfer,
+                    actor=actor,
+                )
+                row = done.vehicle
+            else:
+                assert body.reason is not None
+                row = await record_refusal(conn, vehicle_id, reason=body.reason, note=body.note, actor=actor)
+        except OwnershipCheckRefused as e:
+            raise _check_refused(e) from None
+        parts = await participations_of(conn, [vehicle_id])
+    return respond(_vehicle_out(row, parts, staff=True))
+
+
+@api.operation(
+    "GET",
+    "/v1/ownership-claims",
+    summary="Cars waiting for an ownership check, oldest first (?unchecked=1: active cars never checked)",
+    responses={200: OwnershipClaimList},
+    roles={"operator"},
+    tags=["vehicles"],
+)
+async def list_ownership_claims(request: web.Request, principal: Principal, body: None) -> web.Response:
+    rows = await pending_claims(request.app[POOL], unchecked=request.query.get("unchecked") in ("1", "true"))
+    return respond(
+        OwnershipClaimList(
+            claims=[
+                OwnershipClaimOut(
+                    vehicle=_vehicle_out(r, [], staff=True),
+                    competing_claims=r["competing_claims"],
+                    held_by_vehicle=r["held_by_vehicle"],
+                )
+                for r in rows
+            ]
+        )
+    )

@@ -81,6 +81,10 @@ def adapt(obj: Any, path: str = "reading") -> Adapted:
     """One parsed JSON item -> a canonical reading, or the reasons it is not one."""
     if not isinstance(obj, dict):
         return Rejected((Problem("not_an_object", f"{path} must be a JSON object.", path),), raw_text(obj))
+    if "signals" not in obj:
+        reading = canonical.quick(obj)  # the common, well-formed reading, decided at once
+        if reading is not None:
+            return reading
     if nested_deeper_than(obj, MAX_ITEM_DEPTH):
         return Rejected(
             (Problem("too_deeply_nested", f"{path} nests more than {MAX_ITEM_DEPTH} levels.", path),),

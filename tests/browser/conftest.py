@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from storage.db import create_pool, drop_database
-from tests.conftest import LiveService, cli_token, clone_database, vehicle_payload
+from tests.conftest import LiveService, cli_token, clone_database, ownership_check, vehicle_payload
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -87,6 +87,7 @@ def enrol(service: Service) -> dict[str, Any]:
     """A citizen with a car and an annual participation, enrolled over the API."""
     t, subject = token(service, "citizen")
     v = api(service, "POST", "/v1/vehicles", t, vehicle_payload())
+    v = api(service, "POST", f"/v1/vehicles/{v['id']}/ownership-checks", token(service, "operator")[0], ownership_check(v))
     p = api(service, "POST", f"/v1/vehicles/{v['id']}/participations", t, {})
     return {"token": t, "subject": subject, "vehicle": v, "participation": p}
 

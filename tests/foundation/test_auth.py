@@ -6,7 +6,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from storage.tokens import revoke_token
-from tests.conftest import TokenFactory, vehicle_payload
+from tests.conftest import TokenFactory, ownership_check, vehicle_payload
 
 
 async def test_no_token(client: TestClient) -> None:
@@ -56,6 +56,8 @@ async def test_citizen_sees_only_own_vehicles(client: TestClient, make_token: To
     assert (await r.json())["error"]["code"] == "not_your_vehicle"
     r = await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=other)
     assert r.status == 403
+    op = await make_token("operator")
+    assert (await client.post(f"/v1/vehicles/{v['id']}/ownership-checks", json=ownership_check(v), headers=op)).status == 200
     p = await (await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=owner)).json()
     r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "withdrawn"}, headers=other)
     assert r.status == 403

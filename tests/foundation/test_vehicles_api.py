@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from prorate.calendar import seoul_today
-from tests.conftest import TokenFactory, random_plate, random_vin, vehicle_payload
+from tests.conftest import TokenFactory, ownership_check, random_plate, random_vin, vehicle_payload
 
 
 async def _count(pool: asyncpg.Pool, owner: str) -> tuple[int, int, int]:
@@ -23,6 +23,21 @@ async def _count(pool: asyncpg.Pool, owner: str) -> tuple[int, int, int]:
         ),
         await pool.fetchval("select count(*) from audit_log where actor_id = $1", owner),
     )
+
+
+async def enrol_verified(
+    client: TestClient, make_token: TokenFactory, headers: dict[str, str], body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Enrol a car and have an operator verify its registration certificate (it takes part only then)."""
+    r = await client.post("/v1/vehicles", json=body or vehicle_payload(), headers=headers)
+    assert r.status == 201, await r.text()
+    v = await r.json()
+    r = await client.post(
+        f"/v1/vehicles/{v['id']}/ownership-checks", json=ownership_check(v), headers=await make_token("operator")
+    )
+    assert r.status == 200, await r.text()
+    verified: dict[str, Any] = await r.json()
+    return verified
 
 
 async def test_enrol_show_list(client: TestClient, make_token: TokenFactory) -> None:
@@ -172,20 +187,22 @@ async def test_body_over_one_megabyte(
     assert await _count(pool, h["X-Subject"]) == (0, 0, 0)
 
 
-async def test_same_plate_or_vin_twice(client: TestClient, make_token: TokenFactory) -> None:
-    h1, h2 = await make_token("citizen"), await make_token("citizen")
+async def test_same_plate_or_vin_twice_by_the_same_member(client: TestClient, make_token: TokenFactory) -> None:
+    """A member's own second enrolment of a car is refused (their own data: no oracle); another
+    member's enrolment of the same car is a claim of its own (tests/foundation/test_ownership.py)."""
+    h = await make_token("citizen")
     body = vehicle_payload()
-    assert (await client.post("/v1/vehicles", json=body, headers=h1)).status == 201
-    r = await client.post("/v1/vehicles", json={**body, "vin": random_vin()}, headers=h2)
+    assert (await client.post("/v1/vehicles", json=body, headers=h)).status == 201
+    r = await client.post("/v1/vehicles", json={**body, "vin": random_vin()}, headers=h)
     assert r.status == 409
     assert (await r.json())["error"]["code"] == "plate_already_enrolled"
     # the region prefix does not make it another car
     r = await client.post(
-        "/v1/vehicles", json={**body, "plate": "서울" + body["plate"], "vin": random_vin()}, headers=h2
+        "/v1/vehicles", json={**body, "plate": "서울" + body["plate"], "vin": random_vin()}, headers=h
     )
     if len(body["plate"]) == 7:  # regional form exists only for 2-digit plates
         assert r.status == 409
-    r = await client.post("/v1/vehicles", json={**body, "plate": random_plate()}, headers=h2)
+    r = await client.post("/v1/vehicles", json={**body, "plate": random_plate()}, headers=h)
     assert r.status == 409
     assert (await r.json())["error"]["code"] == "vin_already_enrolled"
 
@@ -193,7 +210,7 @@ async def test_same_plate_or_vin_twice(client: TestClient, make_token: TokenFact
 async def test_participation_lifecycle_and_re_enrolment(client: TestClient, make_token: TokenFactory) -> None:
     h = await make_token("citizen")
     body = vehicle_payload()
-    v = await (await client.post("/v1/vehicles", json=body, headers=h)).json()
+    v = await enrol_verified(client, make_token, h, body)
     r = await client.post(f"/v1/vehicles/{v['id']}/participations", json={"program": "annual"}, headers=h)
     assert r.status == 201, await r.text()
     p = await r.json()
@@ -216,16 +233,15 @@ async def test_participation_lifecycle_and_re_enrolment(client: TestClient, make
     r = await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=h)
     assert r.status == 409
 
-    # the next owner enrols the same car
+    # the next owner enrols the same car, and is verified without any transfer to make
     buyer = await make_token("citizen")
-    r = await client.post("/v1/vehicles", json=body, headers=buyer)
-    assert r.status == 201
+    assert (await enrol_verified(client, make_token, buyer, body))["status"] == "active"
 
 
 @pytest.mark.parametrize("reason", ["moved_out_of_seoul", "scrapped", "withdrawn"])
 async def test_end_reasons(client: TestClient, make_token: TokenFactory, reason: str) -> None:
     h = await make_token("citizen")
-    v = await (await client.post("/v1/vehicles", json=vehicle_payload(), headers=h)).json()
+    v = await enrol_verified(client, make_token, h)
     p = await (await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=h)).json()
     r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": reason}, headers=h)
     assert r.status == 200
@@ -235,7 +251,7 @@ async def test_end_reasons(client: TestClient, make_token: TokenFactory, reason:
 
 async def test_end_reason_and_date_validated(client: TestClient, make_token: TokenFactory) -> None:
     h = await make_token("citizen")
-    v = await (await client.post("/v1/vehicles", json=vehicle_payload(), headers=h)).json()
+    v = await enrol_verified(client, make_token, h)
     p = await (await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=h)).json()
     r = await client.post(f"/v1/participations/{p['id']}/end", json={"reason": "bored"}, headers=h)
     assert r.status == 422
@@ -252,7 +268,7 @@ async def test_end_reason_and_date_validated(client: TestClient, make_token: Tok
 
 async def test_season_participation(client: TestClient, make_token: TokenFactory) -> None:
     h = await make_token("citizen")
-    v = await (await client.post("/v1/vehicles", json=vehicle_payload(), headers=h)).json()
+    v = await enrol_verified(client, make_token, h)
     today = seoul_today()
     closed_year = today.year - 1 if today.month < 12 else today.year
     r = await client.post(
@@ -274,7 +290,7 @@ async def test_season_participation(client: TestClient, make_token: TokenFactory
 async def test_baseline_override_is_for_operators(client: TestClient, make_token: TokenFactory) -> None:
     h = await make_token("citizen")
     op = await make_token("operator")
-    v = await (await client.post("/v1/vehicles", json=vehicle_payload(), headers=h)).json()
+    v = await enrol_verified(client, make_token, h)
     r = await client.post(
         f"/v1/vehicles/{v['id']}/participations", json={"baseline_daily_km": "31.5"}, headers=h
     )
@@ -311,7 +327,8 @@ async def test_enrolment_is_audited(client: TestClient, make_token: TokenFactory
     assert row["action"] == "vehicle.enrol"
     assert row["actor_role"] == "citizen"
     assert row["after"]["vin"] == v["vin"]
-    with pytest.raises(asyncpg.RaiseError):
+    # the service's role may only add to the log (tests/foundation/test_least_privilege.py)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await pool.execute("update audit_log set action = 'x' where id = $1", row["id"])
-    with pytest.raises(asyncpg.RaiseError):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await pool.execute("delete from audit_log where id = $1", row["id"])

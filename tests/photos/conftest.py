@@ -21,7 +21,7 @@ from ingest.ocr_worker import OcrWorkers
 from ingest.routes.photos import BLOBS
 from ingest.settings import Settings
 from prorate.calendar import SEOUL
-from tests.conftest import TokenFactory, make_settings, vehicle_payload
+from tests.conftest import TokenFactory, make_settings, ownership_check, vehicle_payload
 from tests.photos import oracle
 
 
@@ -69,6 +69,10 @@ async def enrol(client: TestClient, make_token: TokenFactory, **vehicle: Any) ->
     r = await client.post("/v1/vehicles", json=vehicle_payload(**vehicle), headers=headers)
     assert r.status == 201, await r.text()
     v = await r.json()
+    r = await client.post(  # an operator checks the registration certificate before the car takes part
+        f"/v1/vehicles/{v['id']}/ownership-checks", json=ownership_check(v), headers=await make_token("operator")
+    )
+    assert r.status == 200, await r.text()
     r = await client.post(f"/v1/vehicles/{v['id']}/participations", json={}, headers=headers)
     assert r.status == 201, await r.text()
     p = await r.json()

@@ -1,7 +1,7 @@
-"""Test readers for the OCR worker: they report what a synthetic photo shows (its EXIF truth tag)
-as a confident read, so the pipeline's decisions can be tested independently of how well the OCR
-reads today. The image intake (format, capture time, perceptual hash) is the real one. The real
-readers run in the live-service, browser and benchmark tests.
+"""Test readers for the OCR worker: they report what a synthetic photo shows (its truth, kept
+beside it by tests/photos/synth.py) as a confident read, so the pipeline's decisions can be tested
+independently of how well the OCR reads today. The image intake (format, capture time, perceptual
+hash) is the real one. The real readers run in the live-service, browser and benchmark tests.
 
 Truth tags: `odo=<km>`, `plate=<utf-8 hex>`, `unsure` (a read without confidence), `crash` (the
 worker process dies), `hang` (it never returns).
@@ -9,22 +9,16 @@ worker process dies), `hang` (it never returns).
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from typing import Any
 
-from PIL import Image
-
 from ocr import inspect_image
+from tests.photos.synth import truth_of
 
 
 def _truth(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return str(im.getexif().get(270, ""))
-    except Exception:
-        return ""
+    return truth_of(data)
 
 
 def _misbehave(truth: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from storage.blobs import LocalBlobStore, sha256_of
 from storage.db import create_pool
-from tests.conftest import LiveService, cli_token, vehicle_payload
+from tests.conftest import LiveService, cli_token, ownership_check, vehicle_payload
 from tests.photos.conftest import now_seoul
 from tests.photos.synth import dashboard_jpeg, plate_jpeg
 
@@ -26,6 +26,11 @@ async def _enrol(session: aiohttp.ClientSession, svc: LiveService, token: str) -
     async with session.post(f"{svc.url}/v1/vehicles", json=vehicle_payload(), headers=h) as r:
         assert r.status == 201, await r.text()
         v = await r.json()
+    operator = {"Authorization": f"Bearer {cli_token(svc.database_url, 'operator', 'restart-operator')}"}
+    async with session.post(
+        f"{svc.url}/v1/vehicles/{v['id']}/ownership-checks", json=ownership_check(v), headers=operator
+    ) as r:
+        assert r.status == 200, await r.text()
     async with session.post(f"{svc.url}/v1/vehicles/{v['id']}/participations", json={}, headers=h) as r:
         assert r.status == 201, await r.text()
         p = await r.json()

@@ -208,7 +208,7 @@ async def test_only_the_holder_resolves_and_only_once(
     try:
         await pool.execute("update audit_log set actor_id = 'x' where entity_id = $1", str(case.dispute_id))
         raise AssertionError("audit_log accepted an update")
-    except asyncpg.RaiseError:
+    except (asyncpg.RaiseError, asyncpg.InsufficientPrivilegeError):  # the trigger, or the service role's grants
         pass
 
 

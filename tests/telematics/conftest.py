@@ -1,13 +1,12 @@
-"""Telematics fixtures: providers, enrolled cars with consent, signed requests, and a Mosquitto
-of the project's own configuration (password file, ACL, persistence) on a free port.
+"""Telematics fixtures: providers, enrolled cars with consent, signed requests, and RabbitMQ
+nodes run by the project's own code (users and permissions per provider, a quorum queue).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,9 +21,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingest import broker
+from ingest.amqp import queue_waiting
+from ingest.broker import rabbitmq
 from storage.providers import create_provider
 from telematics.signatures import signature
-from tests.conftest import free_port, random_plate, random_vin
+from tests.conftest import PROVIDER_BOX, free_port, random_plate, random_vin
 
 
 @dataclass
@@ -43,7 +44,7 @@ async def make_provider(conn: asyncpg.Connection | Any, name: str | None = None)
     name = name or f"p{uuid.uuid4().hex[:10]}"
     password = broker.new_password()
     pid, secret = await create_provider(
-        conn, name, display_name=None, mqtt_password_hash=broker.hash_password(password)
+        conn, name, display_name=None, mqtt_password_hash=broker.hash_password(password), box=PROVIDER_BOX
     )
     return Provider(pid, name, secret, password)
 
@@ -107,57 +108,88 @@ def body_of(readings: list[dict[str, Any]]) -> bytes:
     return json.dumps({"readings": readings}).encode()
 
 
-# -- a project broker ----------------------------------------------------------------------------
+# -- the project broker -------------------------------------------------------------------------
 
 
 class ProjectBroker:
-    """Mosquitto run from the project's configuration in its own directory, in the foreground."""
+    """RabbitMQ nodes run by the project's own code (`ingest.broker.rabbitmq`) in a directory of
+    the test run's: one node, or a cluster of several."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, layout: rabbitmq.Layout) -> None:
         self.dir = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        broker.render(directory, port=self.port)
+        self.layout = layout
+        self.nodes = [rabbitmq.Node(directory, spec) for spec in layout.nodes]
         self.providers: dict[str, str] = {}
+
+    @classmethod
+    def single(cls, directory: Path) -> ProjectBroker:
+        name = f"cmtest-{uuid.uuid4().hex[:8]}@localhost"
+        ports = [free_port() for _ in range(4)]
+        return cls(directory, rabbitmq.Layout.single(name, amqp_port=ports[0], mqtt_port=ports[1],
+                                                     management_port=ports[2], dist_port=ports[3]))
+
+    @classmethod
+    def cluster(cls, directory: Path, size: int = 3) -> ProjectBroker:
+        return cls(directory, rabbitmq.Layout.cluster(f"cmtest-{uuid.uuid4().hex[:6]}", size))
+
+    def start(self) -> ProjectBroker:
+        self.layout.save(self.dir)
+        rabbitmq.start_nodes(self.dir, self.layout)
+        rabbitmq.ensure_topology(self.admin, self.dir, replicas=len(self.nodes))
+        rabbitmq.service_env(self.dir, self.layout)
+        return self
+
+    def running(self) -> list[rabbitmq.Node]:
+        return [n for n in self.nodes if n.pid() is not None]
+
+    @property
+    def admin(self) -> rabbitmq.Admin:
+        return rabbitmq.Admin.for_node(self.running()[0])
 
     @property
     def service_url(self) -> str:
-        return broker.service_url(self.dir, port=self.port)
+        return ",".join(self.layout.amqp_urls(rabbitmq.SERVICE_USER, rabbitmq.secret_in(self.dir, "service.password")))
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [broker.mosquitto_binary(), "-c", str(self.dir / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        # Foreground Mosquitto writes no pid file; `carmileage providers add` finds it through one.
-        (self.dir / "mosquitto.pid").write_text(f"{self.proc.pid}\n")
-        deadline = time.monotonic() + 10
-        while not broker.answering("127.0.0.1", self.port):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mosquitto did not start: {(self.dir / 'mosquitto.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.02)
+    @property
+    def admin_url(self) -> str:
+        env = (self.dir / "service.env").read_text()
+        return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("CARMILEAGE_BROKER_ADMIN_URL="))
 
-    def stop(self) -> None:
-        """SIGTERM: Mosquitto saves its sessions and queued messages to disk."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(15)
+    @property
+    def port(self) -> int:
+        """The first node's MQTT port."""
+        return self.layout.nodes[0].mqtt_port
 
-    def restart(self, down_s: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
+    def env(self) -> dict[str, str]:
+        """What a service process needs to consume from this broker."""
+        return {
+            "CARMILEAGE_MQTT_ENABLED": "true",
+            "CARMILEAGE_BROKER_URL": self.service_url,
+            "CARMILEAGE_BROKER_ADMIN_URL": self.admin_url,
+            "CARMILEAGE_BROKER_DIR": str(self.dir),
+        }
 
     def allow(self, provider: Provider) -> None:
-        """Add a provider to the password file and make the broker reload it."""
-        self.providers[provider.name] = broker.hash_password(provider.mqtt_password)
-        broker.write_password_file(self.dir, self.providers.items())
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGHUP)
-            time.sleep(0.2)
+        """Give a provider its broker user (as `carmileage providers add` does)."""
+        rabbitmq.put_provider(self.admin, provider.name, broker.hash_password(provider.mqtt_password))
+
+    def purge(self) -> None:
+        self.admin.purge(rabbitmq.QUEUE)
+
+    def waiting(self) -> int:
+        """Readings ready in the queue (not delivered to a worker), counted exactly."""
+        return asyncio.run(queue_waiting(self.service_url, rabbitmq.QUEUE))
+
+    def kill(self, i: int = 0) -> None:
+        self.nodes[i].kill()
+
+    def stop(self, i: int | None = None) -> None:
+        for n in self.nodes if i is None else [self.nodes[i]]:
+            n.stop()
+
+    def restart(self, i: int | None = None) -> None:
+        """Start the given node (or every node) again and wait until it serves."""
+        rabbitmq.run_nodes(self.nodes if i is None else [self.nodes[i]])
 
     def client(
         self,
@@ -165,6 +197,7 @@ class ProjectBroker:
         client_id: str | None = None,
         protocol: MQTTProtocolVersion = mqtt.MQTTv311,
         inflight: int = 200,
+        node: int = 0,
     ) -> mqtt.Client:
         """A connected provider client (paho), publishing QoS 1 with a persistent session."""
         c = mqtt.Client(
@@ -177,19 +210,37 @@ class ProjectBroker:
         c.max_inflight_messages_set(inflight)
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(1, 2)
-        c.connect("127.0.0.1", self.port)
+        c.connect("127.0.0.1", self.layout.nodes[node].mqtt_port)
         c.loop_start()
         return c
 
+    def shutdown(self) -> None:
+        for n in self.nodes:
+            with contextlib.suppress(Exception):
+                n.kill()
+
+
+@pytest.fixture(scope="session")
+def broker_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectBroker]:
+    """One RabbitMQ node for the test session (a node takes ~10 s to start)."""
+    b = ProjectBroker.single(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.shutdown()
+
 
 @pytest.fixture
-def project_broker(tmp_path: Path) -> Iterator[ProjectBroker]:
-    b = ProjectBroker(tmp_path / "mosquitto")
-    b.start()
+def project_broker(broker_node: ProjectBroker) -> ProjectBroker:
+    """The session's node, its readings queue emptied of what earlier tests left."""
+    broker_node.purge()
+    return broker_node
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[ProjectBroker]:
+    """A node of this test's own, for tests that kill or restart it."""
+    b = ProjectBroker.single(tmp_path / "broker").start()
     yield b
-    if b.proc and b.proc.poll() is None:
-        b.proc.kill()
-        b.proc.wait()
+    b.shutdown()
 
 
 def publish_all(client: mqtt.Client, topic: str, payloads: list[bytes], timeout: float = 60) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import TokenFactory, vehicle_payload
+from tests.conftest import PROVIDER_BOX, TokenFactory, ownership_check, vehicle_payload
 from tests.telematics.conftest import body_of, enrol_cars, make_provider, reading, recent, signed_headers
 
 
@@ -90,7 +90,7 @@ async def test_two_secrets_are_valid_during_rotation(client: TestClient, pool: a
     async with pool.acquire() as conn:
         p = await make_provider(conn)
         (car,) = await enrol_cars(conn, 1, [p])
-        new = await add_secret(conn, p.id)
+        new = await add_secret(conn, p.id, box=PROVIDER_BOX)
     for i, secret in enumerate([p.secret, new]):
         body = body_of([reading(car, 10 + i, recent(2 - i))])
         assert (await post(client, p, body, signed_headers(secret, body)))[0] == 200
@@ -175,6 +175,11 @@ async def test_the_member_grants_and_withdraws_consent(
     r = await client.post("/v1/vehicles", json=vehicle_payload(), headers=h)
     assert r.status == 201, await r.text()
     vehicle = await r.json()
+    # an operator has checked the registration certificate (consents wait for that check)
+    r = await client.post(
+        f"/v1/vehicles/{vehicle['id']}/ownership-checks", json=ownership_check(vehicle), headers=await make_token("operator")
+    )
+    assert r.status == 200, await r.text()
     r = await client.post(f"/v1/vehicles/{vehicle['id']}/consents", json={"provider": p.name}, headers=h)
     assert r.status == 201, await r.text()
     stranger = await make_token("citizen")

@@ -58,7 +58,7 @@ async def test_hostile_messages_are_quarantined_and_the_canary_after_them_is_sto
         )
         expected = [code for raw, code in ATTACKS if len(raw) <= 256 * 1024]
         assert sorted(r["reason"] for r in reasons) == sorted(expected)
-        assert await c.readiness() == (True, "subscribed")
+        assert await c.readiness() == (True, "consuming")
     finally:
         publisher.loop_stop()
         await c.stop()
@@ -72,7 +72,7 @@ async def test_readiness_says_when_a_part_of_the_consumer_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A defect of ours (injected: the parser raising) must not leave readiness saying ready."""
-    import ingest.mqtt_consumer as consumer_module
+    import ingest.readings_consumer as consumer_module
 
     def broken(raw: bytes) -> list[object]:
         raise RuntimeError("a defect")

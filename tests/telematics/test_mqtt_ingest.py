@@ -1,10 +1,12 @@
-"""The MQTT consumer against the project's Mosquitto: persist then acknowledge, bad payloads kept
-raw with a reason, redeliveries counted once, and each provider held to its own topic."""
+"""Providers' MQTT readings through the project's RabbitMQ to the readings consumer: persist then
+acknowledge, bad payloads kept raw with a reason, redeliveries counted once, and each provider
+held to its own topic."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
 
-from ingest.mqtt_consumer import MqttConsumer, provider_of
+from ingest.readings_consumer import ReadingsConsumer, provider_of
 from tests.conftest import make_settings
 from tests.telematics.conftest import (
     ProjectBroker,
@@ -26,34 +28,25 @@ from tests.telematics.conftest import (
 )
 
 
-def consumer(
-    database_url: str, tmp_path: Path, broker: ProjectBroker, client_id: str | None = None, **kw: object
-) -> MqttConsumer:
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        mqtt_url=broker.service_url,
-        mqtt_enabled=True,
-        mqtt_client_id=client_id or f"test-worker-{uuid.uuid4().hex[:6]}",
-        **kw,
-    )
-    return MqttConsumer(settings, None)  # type: ignore[arg-type]  # the pool is given by started()
+def consumer(database_url: str, tmp_path: Path, broker: ProjectBroker, **kw: object) -> ReadingsConsumer:
+    settings = make_settings(database_url, tmp_path / "data", broker_url=broker.service_url, mqtt_enabled=True, **kw)
+    return ReadingsConsumer(settings, None)  # type: ignore[arg-type]  # the pool is given by started()
 
 
-async def started(c: MqttConsumer, pool: asyncpg.Pool) -> MqttConsumer:
+async def started(c: ReadingsConsumer, pool: asyncpg.Pool) -> ReadingsConsumer:
     c.pool = pool
     await c.start()
     for _ in range(200):
         if (await c.readiness())[0]:
             return c
         await asyncio.sleep(0.05)
-    raise AssertionError("the consumer did not subscribe")
+    raise AssertionError(f"the consumer did not start consuming: {await c.readiness()}")
 
 
 def test_topics_name_their_provider() -> None:
-    assert provider_of("carmileage/v1/providers/acme/readings") == "acme"
-    assert provider_of("carmileage/v1/providers/a/b/readings") is None
-    assert provider_of("carmileage/v1/providers//readings") is None
+    assert provider_of("carmileage.v1.providers.acme.readings") == "acme"
+    assert provider_of("carmileage.v1.providers.a.b.readings") is None
+    assert provider_of("carmileage.v1.providers..readings") is None
 
 
 async def test_readings_and_bad_payloads_over_mqtt(
@@ -123,27 +116,32 @@ async def test_a_provider_may_only_publish_to_its_own_topic(
     project_broker.allow(forger)
     c = await started(consumer(database_url, tmp_path, project_broker), pool)
     try:
-        client = project_broker.client(forger, protocol=mqtt.MQTTv5)
+        # The broker refuses the forged topic: no PUBACK, the connection is closed.
+        client = project_broker.client(forger)
+        client.reconnect_delay_set(30, 60)
+        closed = threading.Event()
+        client.on_disconnect = lambda *a: closed.set()
         info = client.publish(victim.topic, json.dumps(reading(car, 10, recent(1))).encode(), qos=1)
-        info.wait_for_publish(10)
-        own = client.publish(forger.topic, json.dumps(reading(car, 10, recent(1))).encode(), qos=1)
-        own.wait_for_publish(10)
+        assert await asyncio.to_thread(closed.wait, 10)
+        assert not info.is_published()
+        client.loop_stop()
+        own = project_broker.client(forger)
+        publish_all(own, forger.topic, [json.dumps(reading(car, 10, recent(1))).encode()])
+        own.loop_stop()
         await wait_for_counts(pool, forger.id, 1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS
-        await asyncio.sleep(0.5)
+        assert await project_broker_waiting_is_zero(project_broker)
         assert (
             await pool.fetchval("select count(*) from ingest_counts where provider_id = $1", victim.id) == 0
         )
-        client.loop_stop()
         # A wrong password does not get in at all.
         intruder = Provider(0, victim.name, "", "not-the-password")
         refused: list[object] = []
-        bad = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5)
+        bad = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv311)
         bad.username_pw_set(intruder.name, intruder.mqtt_password)
         bad.on_connect = lambda *a: refused.append(a[3])
         bad.connect("127.0.0.1", project_broker.port)
         bad.loop_start()
-        for _ in range(50):
+        for _ in range(100):
             if refused:
                 break
             await asyncio.sleep(0.05)
@@ -151,6 +149,11 @@ async def test_a_provider_may_only_publish_to_its_own_topic(
         assert refused and refused[0].is_failure  # type: ignore[attr-defined]
     finally:
         await c.stop()
+
+
+async def project_broker_waiting_is_zero(broker: ProjectBroker) -> bool:
+    """Nothing left in the queue: the forged reading never entered it."""
+    return await asyncio.to_thread(broker.waiting) == 0
 
 
 async def test_a_topic_of_no_known_provider_is_quarantined_raw(
@@ -179,53 +182,46 @@ async def test_a_topic_of_no_known_provider_is_quarantined_raw(
 
 
 @pytest.mark.slow
-async def test_a_stopped_worker_acknowledges_what_it_stored_and_gets_the_rest_later(
+async def test_a_stopped_worker_acknowledges_what_it_stored_and_leaves_the_rest(
     pool: asyncpg.Pool, database_url: str, tmp_path: Path, project_broker: ProjectBroker
 ) -> None:
-    """Graceful stop mid-stream, then the same worker (same client id) comes back."""
+    """Graceful stop mid-stream: what the worker committed it acknowledged (nothing comes back
+    as a duplicate), what it had not committed the broker gives to the next worker."""
     async with pool.acquire() as conn:
         p = await make_provider(conn)
         cars = await enrol_cars(conn, 10, [p])
     project_broker.allow(p)
-    client_id = f"test-worker-{uuid.uuid4().hex[:6]}"
-    c = await started(consumer(database_url, tmp_path, project_broker, client_id, ingest_batch_size=50), pool)
+    c = await started(consumer(database_url, tmp_path, project_broker, ingest_batch_size=50), pool)
     publisher = project_broker.client(p)
     payloads = [
         json.dumps(reading(car, 100 + k, recent(300 - k))).encode() for k in range(200) for car in cars
     ]
     try:
         infos = [publisher.publish(p.topic, m, qos=1) for m in payloads]
-        await asyncio.sleep(0.3)
+        await wait_for_counts(pool, p.id, 1)  # mid-stream
         await c.stop()
         for info in infos:
             info.wait_for_publish(30)
-        c = await started(consumer(database_url, tmp_path, project_broker, client_id), pool)
+        c = await started(consumer(database_url, tmp_path, project_broker), pool)
         counts = await wait_for_counts(pool, p.id, len(payloads))
-        assert counts["accepted"] == len(payloads) and counts["quarantined"] == 0
+        assert counts == {"accepted": len(payloads), "duplicates": 0, "quarantined": 0}
         assert await pool.fetchval("select count(*) from readings where provider_id = $1", p.id) == len(
             payloads
         )
-        # What the first run stored it also acknowledged, and what it had not taken the broker
-        # kept for its session: nothing was delivered twice.
-        await c.stop()
-        c = await started(consumer(database_url, tmp_path, project_broker, client_id), pool)
-        await asyncio.sleep(1)
-        assert (await wait_for_counts(pool, p.id, len(payloads)))["duplicates"] == 0
     finally:
         publisher.loop_stop()
         await c.stop()
+    assert await asyncio.to_thread(project_broker.waiting) == 0
 
 
-async def test_a_worker_removed_for_good_leaves_its_share_to_the_others(
+async def test_workers_share_the_queue_and_one_leaving_leaves_all_to_the_others(
     pool: asyncpg.Pool, database_url: str, tmp_path: Path, project_broker: ProjectBroker
 ) -> None:
     async with pool.acquire() as conn:
         p = await make_provider(conn)
         cars = await enrol_cars(conn, 4, [p])
     project_broker.allow(p)
-    leaving = await started(
-        consumer(database_url, tmp_path / "a", project_broker, mqtt_leave_on_stop=True), pool
-    )
+    leaving = await started(consumer(database_url, tmp_path / "a", project_broker), pool)
     staying = await started(consumer(database_url, tmp_path / "b", project_broker), pool)
     publisher = project_broker.client(p)
     try:
@@ -234,7 +230,6 @@ async def test_a_worker_removed_for_good_leaves_its_share_to_the_others(
             json.dumps(reading(car, 10 + k, recent(100 - k))).encode() for k in range(50) for car in cars
         ]
         publish_all(publisher, p.topic, payloads)
-        # Had the leaving worker kept its subscription, half of these would wait for it.
         counts = await wait_for_counts(pool, p.id, len(payloads), within_s=30)
         assert counts["accepted"] == len(payloads)
     finally:
@@ -251,7 +246,7 @@ async def test_a_message_the_database_refuses_is_kept_raw_and_the_rest_flows(
 ) -> None:
     """A batch failing for a reason other than the database being away is split per message;
     the message that still fails is quarantined raw (`storage_rejected`) and acknowledged."""
-    import ingest.mqtt_consumer as consumer_module
+    import ingest.readings_consumer as consumer_module
     from storage.readings import store_batch as real_store_batch
 
     async def refusing(conn: object, items: list, **kw: object) -> object:

@@ -1,19 +1,20 @@
-"""The MQTT consumer: providers' QoS 1 readings, persisted first and acknowledged after commit.
+"""The readings consumer: providers' MQTT readings, taken from the broker's durable queue, stored,
+and only then acknowledged.
 
-paho-mqtt's network loop runs in its own thread and only appends received messages to a bounded
-inbox; the event loop parses them into micro-batches (at most `ingest_batch_size` readings or
+Providers publish QoS 1 to the broker's MQTT listener; the broker PUBACKs once the reading is in
+the quorum queue `carmileage.readings` (see `ingest.broker.rabbitmq`). Any number of workers
+consume that queue as competing consumers over AMQP (`ingest.amqp`), so they stay stateless:
+a worker that stops or dies leaves its unacknowledged deliveries to the others.
+
+In a worker, deliveries are parsed into micro-batches (at most `ingest_batch_size` readings or
 `ingest_batch_ms` after the first), `ingest_writers` tasks store batches concurrently through
-`storage.readings.store_batch`, and an acknowledger sends the PUBACKs of each batch, in the order
-the batches were formed, once it is committed. Nothing is acknowledged that is not committed.
+`storage.readings.store_batch`, and a delivery is acknowledged once its batch is committed —
+with one `basic.ack(multiple)` up to the highest tag below which every delivery is committed.
+Nothing is acknowledged that is not committed; a delivery received on an earlier connection is
+never acknowledged on a later one (its tag names another message there): the broker redelivers
+it, flagged, and it is counted as a duplicate.
 
-The session is persistent (MQTT 3.1.1, clean session off, a stable client id per worker) and
-the subscription shared (`$share/<group>/carmileage/v1/providers/+/readings`), so workers split
-the load and a restarted worker receives what it had not acknowledged. A message received on an
-earlier connection is never acknowledged on a later one (its packet id may since name another
-message): the broker redelivers it and it is counted as a duplicate.
-
-Backpressure: when the inbox holds `ingest_queue_bound` messages the network thread waits, the
-socket stops being read, and the broker holds the rest (QoS 1 flow control).
+Backpressure: the prefetch window (`ingest_queue_bound`) bounds the deliveries a worker holds.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-import struct
-import threading
+import os
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
-import paho.mqtt.client as mqtt
 from aiohttp import web
-from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.broker import TOPIC_FILTER
-from ingest.ingestion import MQTT_CONNECTED, QUEUE_DEPTH, limits_from, record
+from ingest.amqp import AmqpError, ConsumerConnection, describe, parse_urls
+from ingest.ingestion import CONSUMING, QUEUE_DEPTH, limits_from, record
 from ingest.settings import Settings
 from storage.providers import ids_by_name
 from storage.readings import BatchItem, store_batch
@@ -46,10 +43,8 @@ from telematics.reading import Adapted, OdometerReading, Problem, Rejected
 
 log = logging.getLogger("carmileage.mqtt")
 
-_PUBACK_COMMAND = 0x40
-_PUBACK = struct.Struct("!BBH")
-_TOPIC_PREFIX = "carmileage/v1/providers/"
-_TOPIC_SUFFIX = "/readings"
+_KEY_PREFIX = "carmileage.v1.providers."
+_KEY_SUFFIX = ".readings"
 #: How long an active/inactive provider look-up is trusted (unknown names are looked up each batch).
 PROVIDER_CACHE_S = 30.0
 #: Database errors that pass: connection lost, server shutting down or overloaded, lost races.
@@ -62,23 +57,26 @@ def is_transient(e: BaseException) -> bool:
     return isinstance(e, OSError | ConnectionError | TimeoutError | asyncpg.InterfaceError)
 
 
-def provider_of(topic: str) -> str | None:
-    if topic.startswith(_TOPIC_PREFIX) and topic.endswith(_TOPIC_SUFFIX):
-        name = topic[len(_TOPIC_PREFIX) : -len(_TOPIC_SUFFIX)]
-        if name and "/" not in name:
+def provider_of(routing_key: str) -> str | None:
+    """The provider named by a topic as the broker routes it (`carmileage.v1.providers.X.readings`;
+    MQTT's `/` are AMQP's `.`)."""
+    if routing_key.startswith(_KEY_PREFIX) and routing_key.endswith(_KEY_SUFFIX):
+        name = routing_key[len(_KEY_PREFIX) : -len(_KEY_SUFFIX)]
+        if name and "." not in name:
             return name
     return None
 
 
 @dataclass(slots=True)
 class _Message:
-    mid: int
+    tag: int
     generation: int
-    topic: str
-    payload: bytes | bytearray
-    received: float
+    routing_key: str
+    payload: bytes
+    #: When it reached this worker (to the millisecond: `received_at`).
+    received: datetime
     #: The broker's redelivery flag: this message may have been stored already.
-    dup: bool = False
+    redelivered: bool = False
 
 
 @dataclass(slots=True)
@@ -86,59 +84,35 @@ class _Batch:
     messages: list[_Message] = field(default_factory=list)
     #: (message position, provider name, adapted item) per reading position.
     items: list[tuple[int, str | None, Adapted]] = field(default_factory=list)
-    done: asyncio.Future[None] | None = None
     #: When it closes at the latest (event-loop time).
     deadline: float = 0.0
 
 
-class _BufferedSocket:
-    """The broker connection read 256 KiB at a time instead of paho's one read per header byte.
+class _AckWindow:
+    """Delivery tags of one connection: marks the committed ones and tells the highest tag below
+    which every delivery is committed (what one `basic.ack(multiple)` may acknowledge)."""
 
-    paho reads each packet's fixed header byte by byte, several system calls per message; this
-    serves them from a buffer, and `pending()` (which paho checks for TLS sockets) tells its loop
-    that buffered data is waiting so it does not sleep in select().
-    """
+    __slots__ = ("_done", "acked")
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    def __init__(self) -> None:
+        self.acked = 0  # every tag up to this one is acknowledged
+        self._done: set[int] = set()
 
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data: bytes = self._sock.recv(max(n, 1 << 18))
-            if len(data) <= n:
-                return data
-            self._buf, self._pos = data, 0
-        start = self._pos
-        self._pos = min(start + n, len(self._buf))
-        return self._buf[start : self._pos]
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._buf) - self._pos + (inner() if inner else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    def commit(self, tags: list[int]) -> int | None:
+        """Mark tags committed; the new acknowledgement watermark, or None if it did not move."""
+        done = self._done
+        done.update(tags)
+        tag = self.acked
+        while tag + 1 in done:
+            tag += 1
+            done.discard(tag)
+        if tag == self.acked:
+            return None
+        self.acked = tag
+        return tag
 
 
-class _Client(mqtt.Client):
-    """paho's client with two shortcuts on the hot path (paho-mqtt 2.x internals; tests cover
-    both): a buffered socket, and each message handed straight to `on_message` without matching
-    it against per-topic callbacks (this client registers none)."""
-
-    def _create_socket(self) -> Any:
-        return _BufferedSocket(super()._create_socket())
-
-    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
-        on_message = self.on_message
-        if on_message is not None:
-            on_message(self, self._userdata, message)
-
-
-class MqttConsumer:
+class ReadingsConsumer:
     """A service component (see `ingest.service`)."""
 
     name = "mqtt"
@@ -147,44 +121,23 @@ class MqttConsumer:
         self.settings = settings
         self.pool = pool
         self.limits = limits_from(settings)
-        parts = urlsplit(settings.mqtt_url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        self.topic = f"$share/{settings.mqtt_share_group}/{TOPIC_FILTER}"
-        self.client = _Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
-        if parts.username:
-            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            self.client.tls_set_context(ssl.create_default_context())
-        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-
-        self._inbox: deque[_Message] = deque()
-        #: Bumped on every connect and disconnect; acknowledging holds `_ack_lock` and only
-        #: acknowledges messages of the current connection.
+        self.urls = parse_urls(settings.broker_url)
+        self.queue = settings.broker_queue
+        self.consumer_tag = f"carmileage-{socket.gethostname()}-{os.getpid()}"
+        self._conn: ConsumerConnection | None = None
+        self._window = _AckWindow()
+        #: Bumped on every connection; only deliveries of the current one are acknowledged.
         self._generation = 0
-        self._ack_lock = threading.Lock()
+        self._inbox: deque[_Message] = deque()
         self._received = 0
-        self._subscribed = False
+        self._consuming = False
         self._stopping = False
-        self._waiting = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         #: One lane per writer; a car's readings always take the same lane, so concurrent writers
         #: never wait on each other's per-car locks.
         self._lanes: list[asyncio.Queue[_Batch]] = [
             asyncio.Queue(maxsize=2) for _ in range(settings.ingest_writers)
         ]
-        self._to_ack: asyncio.Queue[_Batch] = asyncio.Queue()
         self._unfinished = 0
         self._in_batches = 0
         self._open: dict[int, _Batch] = {}
@@ -195,98 +148,96 @@ class MqttConsumer:
         self._failure: str | None = None
         #: When a received message was last taken or a batch last committed (monotonic).
         self._progress_at = time.monotonic()
+        self._last_connect_error = ""
+        self._now_ms = 0
+        self._now = datetime.now(UTC)
 
-    # -- the paho network thread ------------------------------------------------------------
+    # -- the broker connection --------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            log.error("MQTT connection refused by %s:%s: %s", self.host, self.port, reason)
-            return
-        with self._ack_lock:
+    def _on_delivery(self, tag: int, routing_key: str, body: bytes, redelivered: bool) -> None:
+        """Called by the connection for each delivery, on the event loop; never raises."""
+        if self._stopping:
+            return  # not acknowledged: requeued when the connection closes
+        ms = int(time.time() * 1000)
+        if ms != self._now_ms:  # deliveries of one read from the socket share their instant
+            self._now_ms, self._now = ms, datetime.fromtimestamp(ms / 1000, UTC)
+        self._inbox.append(_Message(tag, self._generation, routing_key, body, self._now, redelivered))
+        self._received += 1
+        self._wakeup.set()
+
+    async def _connect(self) -> None:
+        """Stay connected: each node of the broker in turn, backing off up to 5 s between tries."""
+        delay = 0.5
+        attempt = 0
+        while not self._stopping:
+            url = self.urls[attempt % len(self.urls)]
+            attempt += 1
+            try:
+                conn = await ConsumerConnection.open(url, self._on_delivery)
+            except (OSError, AmqpError, TimeoutError) as e:
+                self._note_connect_error(url, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             self._generation += 1
-        log.info(
-            "MQTT connected to %s:%s (session present: %s)", self.host, self.port, flags.session_present
-        )
-        client.subscribe(self.topic, qos=1)
+            self._window = _AckWindow()
+            self._conn = conn
+            try:
+                waiting = await conn.consume(self.queue, self.settings.ingest_queue_bound, self.consumer_tag)
+            except (OSError, AmqpError, TimeoutError) as e:
+                self._note_connect_error(url, e)
+                conn.abort()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._consuming = True
+            CONSUMING.set(1)
+            delay = 0.5
+            log.info("consuming %s on %s (%d waiting)", self.queue, describe(url), waiting)
+            reason = await conn.closed
+            self._consuming = False
+            CONSUMING.set(0)
+            if not self._stopping:
+                log.warning("broker connection to %s lost (%s); reconnecting", describe(url), reason)
+                self._last_connect_error = str(reason)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        if any(r.is_failure for r in reasons):
-            log.error("MQTT subscription to %s refused: %s", self.topic, reasons)
-            return
-        self._subscribed = True
-        MQTT_CONNECTED.set(1)
-        log.info("MQTT subscribed to %s", self.topic)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        with self._ack_lock:
-            self._generation += 1
-        self._subscribed = False
-        MQTT_CONNECTED.set(0)
-        if not self._stopping:
-            log.warning("MQTT connection lost (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # Never raise here: an exception would end paho's network thread.
-        try:
-            if self._stopping:
-                return  # not acknowledged: the broker redelivers it to this session later
-            self._inbox.append(_Message(msg.mid, self._generation, msg.topic, msg.payload, time.time(), bool(msg.dup)))
-            self._received += 1
-            if self._waiting:
-                self._waiting = False
-                loop = self._loop
-                if loop is not None:
-                    loop.call_soon_threadsafe(self._wakeup.set)
-            bound = self.settings.ingest_queue_bound
-            while len(self._inbox) >= bound and not self._stopping:
-                time.sleep(0.002)
-        except Exception:
-            log.exception("MQTT message hand-off failed")
+    def _note_connect_error(self, url: str, e: BaseException) -> None:
+        self._last_connect_error = f"{describe(url)}: {e}"
+        now = time.monotonic()
+        if now - self._last_error_log > 5:
+            self._last_error_log = now
+            log.warning("cannot consume from %s (%s: %s); trying again", describe(url), type(e).__name__, e)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         QUEUE_DEPTH.labels("mqtt", "received").set_function(lambda: len(self._inbox))
         QUEUE_DEPTH.labels("mqtt", "batched").set_function(lambda: self._in_batches)
+        self._spawn(self._connect(), "mqtt-connect")
         self._spawn(self._collect(), "mqtt-collect")
         for i, lane in enumerate(self._lanes):
             self._spawn(self._write(lane), f"mqtt-write-{i}")
-        self._spawn(self._acknowledge(), "mqtt-ack")
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        log.info("MQTT consumer %s started for %s", self.settings.mqtt_client_id, self.topic)
+        log.info("readings consumer started for %s at %s", self.queue, ", ".join(describe(u) for u in self.urls))
 
     async def stop(self) -> None:
-        """Stop taking messages, commit and acknowledge what was received, then disconnect.
-
-        The session keeps its subscription, so the broker queues this worker's share while it is
-        away. With `mqtt_leave_on_stop` (a worker removed for good) it first unsubscribes and
-        keeps storing what the broker still sends it until a second passes without a message.
-        """
-        if self.settings.mqtt_leave_on_stop and self._subscribed:
-            self.client.unsubscribe(self.topic)
-            deadline = time.monotonic() + max(1.0, self.settings.shutdown_grace_s - 2)
-            seen = -1
-            while seen != self._received and time.monotonic() < deadline:
-                seen = self._received
-                await asyncio.sleep(1.0)
-            log.info("MQTT consumer left the shared subscription")
+        """Stop taking deliveries, commit and acknowledge what was received, then disconnect
+        (what was not received is left to the other workers)."""
         self._stopping = True
         self._wake()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(1.0, self.settings.shutdown_grace_s - 1)):
                 await self._drained()
         if self._inbox or self._open or self._unfinished:
-            log.warning("MQTT consumer stopped with unacknowledged messages; the broker redelivers them")
+            log.warning("readings consumer stopped with unacknowledged deliveries; the broker redelivers them")
+        conn = self._conn
+        if conn is not None:
+            await conn.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):  # a failure was logged
                 await task
-        self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
-        MQTT_CONNECTED.set(0)
+        CONSUMING.set(0)
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -299,21 +250,21 @@ class MqttConsumer:
             return
         error = task.exception()
         self._failure = f"{task.get_name()} stopped ({type(error).__name__ if error else 'returned'})"
-        MQTT_CONNECTED.set(0)
-        log.critical("MQTT consumer is not consuming: %s", self._failure, exc_info=error)
+        CONSUMING.set(0)
+        log.critical("readings consumer is not consuming: %s", self._failure, exc_info=error)
 
     async def readiness(self) -> tuple[bool, str]:
-        """Ready only while readings flow: subscribed, every task alive, and nothing received
+        """Ready only while readings flow: consuming, every task alive, and nothing received
         waiting longer than `ingest_stall_s` without a batch committed."""
         if self._failure is not None:
             return False, f"not consuming: {self._failure}"
-        if not self._subscribed:
-            return False, "disconnected"
+        if not self._consuming:
+            return False, f"disconnected ({self._last_connect_error or 'connecting'})"
         waiting = self._inbox or self._open or self._unfinished
         stalled_s = time.monotonic() - self._progress_at
         if waiting and stalled_s > self.settings.ingest_stall_s:
             return False, f"not consuming: nothing committed for {stalled_s:.0f} s"
-        return True, "subscribed"
+        return True, "consuming"
 
     # -- the event loop: batch, store, acknowledge ----------------------------------------------
 
@@ -321,7 +272,6 @@ class MqttConsumer:
         self._wakeup.set()
 
     async def _drained(self) -> None:
-        # Polled: the inbox is filled by another thread; the rest changes in this one.
         while self._inbox or self._open or self._unfinished:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
@@ -332,19 +282,12 @@ class MqttConsumer:
                 return self._inbox.popleft()
             if self._stopping or (wait_s is not None and wait_s <= 0):
                 return None
-            # Announce the wait before the last look, so a message appended in between wakes us.
             self._wakeup.clear()
-            self._waiting = True
-            if self._inbox:
-                self._waiting = False
-                continue
             try:
                 async with asyncio.timeout(wait_s):
                     await self._wakeup.wait()
             except TimeoutError:
                 return self._inbox.popleft() if self._inbox else None
-            finally:
-                self._waiting = False
 
     async def _collect(self) -> None:
         """Parse received messages into one open batch per lane; close a batch when it holds
@@ -354,7 +297,7 @@ class MqttConsumer:
         window = self.settings.ingest_batch_ms / 1000
         lanes = len(self._lanes)
         inbox = self._inbox
-        topics: dict[str, str | None] = {}
+        keys: dict[str, str | None] = {}
         while True:
             deadline = min((b.deadline for b in self._open.values()), default=None)
             wait_s = None if deadline is None else deadline - loop.time()
@@ -368,7 +311,7 @@ class MqttConsumer:
                     await asyncio.sleep(0.01)
                 continue
             # Take what has arrived, yielding to the event loop every few hundred messages (the
-            # writers, the acknowledger and HTTP requests run on it too).
+            # connection, the writers and HTTP requests run on it too).
             taken = 0
             self._progress_at = time.monotonic()
             while m is not None:
@@ -383,14 +326,14 @@ class MqttConsumer:
                     await self._close(lane)
                     batch = None
                 if batch is None:
-                    batch = self._open[lane] = _Batch(done=loop.create_future(), deadline=loop.time() + window)
+                    batch = self._open[lane] = _Batch(deadline=loop.time() + window)
                 position = len(batch.messages)
                 batch.messages.append(m)
-                provider = topics.get(m.topic, "")
+                provider = keys.get(m.routing_key, "")
                 if provider == "":
-                    if len(topics) > 10_000:
-                        topics.clear()
-                    provider = topics[m.topic] = provider_of(m.topic)
+                    if len(keys) > 10_000:
+                        keys.clear()
+                    provider = keys[m.routing_key] = provider_of(m.routing_key)
                 batch.items.extend([(position, provider, a) for a in parsed])
                 if len(batch.items) >= size:
                     await self._close(lane)
@@ -400,7 +343,6 @@ class MqttConsumer:
         batch = self._open.pop(lane)
         self._unfinished += 1
         self._in_batches += len(batch.items)
-        self._to_ack.put_nowait(batch)  # acknowledged in the order batches are closed
         await self._lanes[lane].put(batch)  # waits while the lane's writer is behind
 
     async def _provider_ids(self, names: set[str | None]) -> dict[str, tuple[int, bool]]:
@@ -428,16 +370,13 @@ class MqttConsumer:
     ) -> tuple[list[BatchItem], dict[int, str]]:
         items = []
         names: dict[int, str] = {}
-        received: dict[int, datetime] = {}
         for position, name, a in batch.items:
             m = batch.messages[position]
-            at = received.get(position)
-            if at is None:
-                at = received[position] = datetime.fromtimestamp(m.received, UTC)
+            at = m.received
             known = providers.get(name) if name is not None else None
             if known is None:
                 rejected = a if isinstance(a, Rejected) else None
-                problem = Problem("unknown_provider", f"No provider is named by topic {m.topic!r}.")
+                problem = Problem("unknown_provider", f"No provider is named by topic {m.routing_key!r}.")
                 raw = rejected.raw if rejected else m.payload.decode("utf-8", "backslashreplace")
                 items.append(BatchItem(None, at, rejected=Rejected((problem,), raw.replace("\x00", "\\x00"))))
                 continue
@@ -458,11 +397,22 @@ class MqttConsumer:
             batch = await lane.get()
             try:
                 await self._store(batch, batch.items)
+                self._acknowledge(batch)
             finally:
                 self._in_batches -= len(batch.items)
-                assert batch.done is not None
-                if not batch.done.done():
-                    batch.done.set_result(None)
+                self._unfinished -= 1
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        """Acknowledge what is committed, as far as every earlier delivery is committed too."""
+        conn = self._conn
+        generation = self._generation
+        tags = [m.tag for m in batch.messages if m.generation == generation]
+        if not tags or conn is None:
+            return
+        upto = self._window.commit(tags)
+        if upto is not None:
+            with contextlib.suppress(AmqpError):  # the connection is gone: all is redelivered
+                conn.ack(upto, multiple=True)
 
     async def _store(self, batch: _Batch, entries: list[tuple[int, str | None, Adapted]]) -> None:
         """Store until committed: wait out an unavailable database; isolate a poisonous message."""
@@ -478,7 +428,7 @@ class MqttConsumer:
                         conn,
                         items,
                         limits=self.limits,
-                        expect_duplicates=any(batch.messages[p].dup for p, _, _ in entries),
+                        expect_duplicates=any(batch.messages[p].redelivered for p, _, _ in entries),
                     )
                 self._progress_at = time.monotonic()
                 try:
@@ -533,35 +483,7 @@ class MqttConsumer:
         raw = m.payload[:65536].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
         return [(position, name, Rejected((problem,), raw))]
 
-    async def _acknowledge(self) -> None:
-        while True:
-            batch = await self._to_ack.get()
-            assert batch.done is not None
-            await batch.done
-            with self._ack_lock:
-                generation = self._generation
-                self._send_pubacks([m.mid for m in batch.messages if m.generation == generation])
-            self._unfinished -= 1
 
-    def _send_pubacks(self, mids: list[int]) -> None:
-        """PUBACK each message id: one write for the whole batch instead of one per message.
-
-        paho's `ack()` queues one 4-byte packet (and wakes its thread) per message; at twenty
-        thousand messages a second that is a fifth of a core. The batch's PUBACKs are queued as
-        one write through the same internal queue `ack()` uses (paho-mqtt 2.x; tests pin the
-        behaviour), falling back to `ack()` if that queue is not there.
-        """
-        if not mids:
-            return
-        queue = getattr(self.client, "_packet_queue", None)
-        if queue is None:
-            for mid in mids:
-                self.client.ack(mid, 1)
-            return
-        queue(_PUBACK_COMMAND, b"".join([_PUBACK.pack(_PUBACK_COMMAND, 2, mid) for mid in mids]), 0, 0)
-
-
-def create(settings: Settings, pool: asyncpg.Pool, app: web.Application) -> MqttConsumer | None:
+def create(settings: Settings, pool: asyncpg.Pool, app: web.Application) -> ReadingsConsumer | None:
     """The component factory listed in `ingest.service.COMPONENT_FACTORIES`."""
-    return MqttConsumer(settings, pool) if settings.mqtt_enabled else None
-
+    return ReadingsConsumer(settings, pool) if settings.mqtt_enabled else None
