@@ -24,10 +24,9 @@ rolls the batch back and retries it, and the retry sees the winner's rows as dup
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,10 +36,10 @@ from typing import Any, Literal, NamedTuple
 import asyncpg
 
 from storage.db import Conn
+from telematics.batch import Candidate, Decision, decide_batch
 from telematics.checks import (
     DEFAULT_LIMITS,
     ODOMETER_DECREASED,
-    VEHICLE_UNKNOWN,
     Consent,
     Limits,
     Neighbourhood,
@@ -511,32 +510,33 @@ async def store_batch(
     raise AssertionError("unreachable")
 
 
-def _nearest_before(a: Point | None, b: Point | None) -> Point | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if (a.recorded_at, a.odometer_m) >= (b.recorded_at, b.odometer_m) else b
+class _Staged(NamedTuple):
+    """A reading of the batch with its car found (None: no active car has its VIN)."""
+
+    position: int
+    provider_id: int
+    reading: OdometerReading
+    received_at: datetime
+    vehicle_id: int | None
+    district: str | None
 
 
-def _nearest_after(a: Point | None, b: Point | None) -> Point | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if (a.recorded_at, a.odometer_m) <= (b.recorded_at, b.odometer_m) else b
+class _Found(NamedTuple):
+    """What the look-ups said about one staged reading."""
+
+    consent: Consent = "missing"
+    seen: bool = False
+    stored_id: int | None = None
+    before: Point | None = None
+    before_id: int | None = None
+    after: Point | None = None
 
 
-_NOTHING: dict[str, Any] = {
-    "consent_row": None, "withdrawn": None, "seen": None, "same_id": None, "b_id": None,
-    "b_odo": None, "b_at": None, "a_odo": None, "a_at": None,
-}
+_NOT_FOUND = _Found()
 
 
-async def _look_up(
-    conn: Conn, staged: list[tuple[Any, ...]], now: datetime, limits: Limits, thorough: bool
-) -> dict[int, Any]:
-    """_LOOKUP for every reading of the batch, by its index in the batch.
+async def _look_up(conn: Conn, staged: list[_Staged], now: datetime, limits: Limits, thorough: bool) -> dict[int, _Found]:
+    """_LOOKUP for every reading of the batch, by its position in the batch.
 
     Recent readings share one window; older ones (late uploads) are looked up without a lower
     bound. A previous reading older than the window is then looked for where none was found.
@@ -544,215 +544,216 @@ async def _look_up(
     hi = now + timedelta(seconds=limits.clock_skew_s, days=1)
     recent_from = now - RECENT
     # Readings of unknown cars only need their event looked up: any window does.
-    recent = [st for st in staged if st[4] is None or st[6] >= recent_from]
-    old = [st for st in staged if st[4] is not None and st[6] < recent_from]
-    rows: dict[int, Any] = {}
+    recent = [st for st in staged if st.vehicle_id is None or st.reading.recorded_at >= recent_from]
+    old = [st for st in staged if st.vehicle_id is not None and st.reading.recorded_at < recent_from]
+    found: dict[int, _Found] = {}
     groups = []
     if recent:
-        earliest = min((st[6] for st in recent if st[4] is not None), default=now)
+        earliest = min((st.reading.recorded_at for st in recent if st.vehicle_id is not None), default=now)
         groups.append((min(earliest, now) - LOOKBACK, recent))
     if old:
         groups.append((datetime.min.replace(tzinfo=UTC), old))
     for lo, group in groups:
-        top = max([hi] + [st[6] for st in group if st[4] is not None])
-        _, provider_id, event_id, _, vehicle_id, odometer_m, recorded_at = zip(
-            *(st[:7] for st in group), strict=True
+        top = max([hi] + [st.reading.recorded_at for st in group if st.vehicle_id is not None])
+        arrays: tuple[list[Any], ...] = (
+            [st.provider_id for st in group],
+            [st.vehicle_id for st in group],
+            [st.reading.recorded_at for st in group],
         )
-        batch = (provider_id, vehicle_id, recorded_at) + ((event_id, odometer_m) if thorough else ())
-        for r in await conn.fetch(_LOOKUP_THOROUGH if thorough else _LOOKUP_FAST, lo, top, *batch):
-            rows[group[r["ord"] - 1][0]] = r
+        if thorough:
+            arrays += ([st.reading.event_id for st in group], [st.reading.odometer_m for st in group])
+        for r in await conn.fetch(_LOOKUP_THOROUGH if thorough else _LOOKUP_FAST, lo, top, *arrays):
+            b_at, a_at = r["b_at"], r["a_at"]
+            found[group[r["ord"] - 1].position] = _Found(
+                consent="missing" if not r["consent_row"] else "withdrawn" if r["withdrawn"] else "granted",
+                seen=bool(r["seen"]),
+                stored_id=r["same_id"],
+                before=Point(r["b_odo"], b_at) if b_at is not None else None,
+                before_id=r["b_id"],
+                after=Point(r["a_odo"], a_at) if a_at is not None else None,
+            )
         missing = [
-            st for st in group if st[4] is not None and rows[st[0]]["b_at"] is None and rows[st[0]]["same_id"] is None
+            st
+            for st in group
+            if st.vehicle_id is not None and found[st.position].before is None and found[st.position].stored_id is None
         ]
         if missing and lo.year > 1:
-            found = await conn.fetch(_BEFORE_OLDER, lo, [st[4] for st in missing], [st[6] for st in missing])
-            for r in found:
-                idx = missing[r["ord"] - 1][0]
-                rows[idx] = {**dict(rows[idx]), "b_odo": r["b_odo"], "b_at": r["b_at"]}
-    return rows
+            older = await conn.fetch(
+                _BEFORE_OLDER, lo, [st.vehicle_id for st in missing], [st.reading.recorded_at for st in missing]
+            )
+            for r in older:
+                position = missing[r["ord"] - 1].position
+                found[position] = found[position]._replace(before=Point(r["b_odo"], r["b_at"]))
+    return found
+
+
+class _Counts:
+    """Accepted, duplicate and quarantined readings per provider (for `ingest_counts`)."""
+
+    def __init__(self) -> None:
+        self.by_provider: dict[int, dict[str, int]] = defaultdict(
+            lambda: {"accepted": 0, "duplicates": 0, "quarantined": 0}
+        )
+
+    def add(self, provider_id: int | None, what: str) -> None:
+        self.by_provider[provider_id or 0][what] += 1
+
+    async def write(self, conn: Conn) -> None:
+        ps = sorted(self.by_provider)
+        if ps:
+            counts = [self.by_provider[p] for p in ps]
+            await conn.execute(
+                _COUNTS,
+                ps,
+                [c["accepted"] for c in counts],
+                [c["duplicates"] for c in counts],
+                [c["quarantined"] for c in counts],
+            )
 
 
 async def _store_batch_once(
     conn: Conn, items: Sequence[BatchItem], limits: Limits, now: datetime, thorough: bool
 ) -> BatchOutcome:
+    """One attempt: stage, look up, decide (`telematics.batch.decide_batch`), write."""
     outcomes: list[ItemOutcome | None] = [None] * len(items)
-    per_provider: dict[int, dict[str, int]] = defaultdict(lambda: {"accepted": 0, "duplicates": 0, "quarantined": 0})
-    readings: list[tuple[int, int, OdometerReading, datetime]] = []
-    raw_rows: list[tuple[int, BatchItem, Rejected, bytes]] = []
-    for i, it in enumerate(items):
-        r = it.reading
-        if r is not None and it.provider_id is not None:
-            readings.append((i, it.provider_id, r, it.received_at))
-        else:
-            rej = it.rejected
-            if rej is None:
-                assert r is not None
-                rej = Rejected((), "")  # a reading without a provider cannot happen on our paths
-            raw_rows.append((i, it, rej, raw_digest(rej.raw)))
-
+    counts = _Counts()
+    readings = [(i, it) for i, it in enumerate(items) if it.reading is not None and it.provider_id is not None]
+    unreadable = [(i, it) for i, it in enumerate(items) if it.reading is None or it.provider_id is None]
     disputes = 0
     if readings:
-        await conn.execute(_SETTINGS)
-        vehicles = {
-            r["vin"]: (r["id"], r["district"])
-            for r in await conn.fetch(_LOCKED_VEHICLES, list({r.vin for _, _, r, _ in readings}), LOCK_NAMESPACE)
-        }
-        staged = []
-        for i, provider_id, r, received_at in readings:
-            known = vehicles.get(r.vin)
-            staged.append(
-                (i, provider_id, r.event_id, r.vin, known[0] if known else None, r.odometer_m,
-                 r.recorded_at, received_at, r.original_value, r.original_unit)
-            )
-        rows = await _look_up(conn, staged, now, limits, thorough)
-        # [idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status, staged reading]
-        decisions: list[list[Any]] = []
-        #: Positions in `decisions` of content duplicates of a reading verified in this batch.
-        refs: dict[int, int] = {}
-        seen_events: set[tuple[int, str]] = set()
-        verified_keys: dict[tuple[int, datetime, int], int] = {}  # -> position in decisions
-        accepted: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-        rollbacks: dict[int, tuple[int, str | None, tuple[str, ...], Point, Point | None, Point | None]] = {}
-        per_vehicle = Counter(st[4] for st in staged)
-        repeated = {v for v, n in per_vehicle.items() if n > 1}
-        for st in staged:
-            idx, provider_id, event_id, vin, vehicle_id, odometer_m, recorded_at = st[:7]
-            row = rows.get(idx, _NOTHING)
-            counts = per_provider[provider_id]
-            if row["seen"] or (provider_id, event_id) in seen_events:
-                outcomes[idx] = ItemOutcome("duplicate")
-                counts["duplicates"] += 1
-                continue
-            seen_events.add((provider_id, event_id))
-            if vehicle_id is None:
-                decisions.append([idx, "q", None, None, None, [VEHICLE_UNKNOWN], "none", st])
-                outcomes[idx] = ItemOutcome("quarantined", (VEHICLE_UNKNOWN,))
-                counts["quarantined"] += 1
-                continue
-            # Readings of a car that has several in this batch are each other's neighbours too.
-            several = vehicle_id in repeated
-            key = (vehicle_id, recorded_at, odometer_m)
-            same_id = row["same_id"]
-            b_at, b_odo = row["b_at"], row["b_odo"]
-            if same_id is None and b_at == recorded_at and b_odo == odometer_m:
-                same_id = row["b_id"]  # the identical verified reading
-            if same_id is not None or (several and key in verified_keys):
-                if same_id is None:
-                    refs[len(decisions)] = verified_keys[key]
-                decisions.append([idx, "c", vehicle_id, same_id, None, None, None, st])
-                outcomes[idx] = ItemOutcome("duplicate", reading_id=same_id)
-                counts["duplicates"] += 1
-                continue
-            db_before = Point(b_odo, b_at) if b_at is not None else None
-            a_at = row["a_at"]
-            db_after = Point(row["a_odo"], a_at) if a_at is not None else None
-            mine = accepted.get(vehicle_id) if several else None
-            if mine:
-                j = bisect.bisect_right(mine, (recorded_at, 1 << 62))
-                batch_before = Point(mine[j - 1][1], mine[j - 1][0]) if j > 0 else None
-                batch_after = Point(mine[j][1], mine[j][0]) if j < len(mine) else None
-                before = _nearest_before(db_before, batch_before)
-                after = _nearest_after(db_after, batch_after)
-            else:
-                before, after = db_before, db_after
-            consent: Consent = (
-                "missing" if not row["consent_row"] else "withdrawn" if row["withdrawn"] else "granted"
-            )
-            candidate = Point(odometer_m, recorded_at)
-            reasons = check_reading(candidate, Neighbourhood(before, after, now, True, consent), limits)
-            if not reasons:
-                if several:
-                    verified_keys[key] = len(decisions)
-                    bisect.insort(accepted[vehicle_id], (recorded_at, odometer_m))
-                decisions.append([idx, "v", vehicle_id, None, None, None, None, st])
-                outcomes[idx] = ItemOutcome("accepted")
-                counts["accepted"] += 1
-            else:
-                decreased = ODOMETER_DECREASED in reasons
-                if decreased and vehicle_id not in rollbacks:
-                    rollbacks[vehicle_id] = (len(decisions), vehicles[vin][1], reasons, candidate, before, after)
-                decisions.append([idx, "q", vehicle_id, None, None, list(reasons), "open" if decreased else "none", st])
-                outcomes[idx] = ItemOutcome("quarantined", reasons)
-                counts["quarantined"] += 1
-
-        n_verified = sum(1 for d in decisions if d[1] == "v")
-        n_quarantined = sum(1 for d in decisions if d[1] == "q")
-        ids = await conn.fetchrow(_IDS, n_verified, n_quarantined)
-        assert ids is not None
-        reading_ids = iter(ids["readings"])
-        quarantine_ids = iter(ids["quarantine"])
-        for d in decisions:
-            if d[1] == "v":
-                d[3] = next(reading_ids)
-            elif d[1] == "q":
-                d[4] = next(quarantine_ids)
-        for pos, ref in refs.items():
-            decisions[pos][3] = decisions[ref][3]
-        verified_rows = []
-        quarantined_rows = []
-        event_rows = []
-        for idx, kind, vehicle_id, reading_id, quarantine_id, reasons, review_status, st in decisions:
-            o = outcomes[idx]
-            assert o is not None
-            o.reading_id, o.quarantine_id = reading_id, quarantine_id
-            _, provider_id, event_id, vin, _, odometer_m, recorded_at, received_at, value, unit = st
-            if kind == "v":
-                verified_rows.append(
-                    (reading_id, vehicle_id, odometer_m, recorded_at, received_at, "telematics", provider_id,
-                     event_id, value, unit)
-                )
-            elif kind == "q":
-                quarantined_rows.append(
-                    (quarantine_id, "telematics", provider_id, event_id, vehicle_id, vin, odometer_m,
-                     recorded_at, received_at, value, unit, reasons, review_status)
-                )
-            event_rows.append((provider_id, event_id, reading_id, quarantine_id))
-        if verified_rows:
-            await conn.copy_records_to_table("readings", records=verified_rows, columns=_READING_COLUMNS)
-        if quarantined_rows:
-            await conn.copy_records_to_table(
-                "quarantined_readings", records=quarantined_rows, columns=_QUARANTINE_COLUMNS
-            )
-        if event_rows:
-            await conn.copy_records_to_table("provider_events", records=event_rows, columns=_EVENT_COLUMNS)
-        for vehicle_id, (pos, district, reasons, candidate, before, after) in rollbacks.items():
-            opened = await _open_rollback(
-                conn, vehicle_id, district, decisions[pos][4], reasons, candidate, before, after
-            )
-            disputes += opened is not None
-
-    if raw_rows:
-        inserted = {
-            bytes(r["raw_sha256"])
-            for r in await conn.fetch(
-                _RAW,
-                [it.provider_id for _, it, _, _ in raw_rows],
-                [",".join(rej.reasons) or "unreadable" for _, _, rej, _ in raw_rows],
-                [rej.raw for _, _, rej, _ in raw_rows],
-                [h for _, _, _, h in raw_rows],
-                [it.received_at for _, it, _, _ in raw_rows],
-            )
-        }
-        for i, it, rej, h in raw_rows:
-            counts = per_provider[it.provider_id or 0]
-            if h in inserted:
-                inserted.discard(h)  # the same bytes twice in one batch: the second is a duplicate
-                outcomes[i] = ItemOutcome("quarantined", rej.reasons or ("unreadable",))
-                counts["quarantined"] += 1
-            else:
-                outcomes[i] = ItemOutcome("duplicate", rej.reasons)
-                counts["duplicates"] += 1
-
-    if per_provider:
-        ps = sorted(per_provider)
-        await conn.execute(
-            _COUNTS,
-            ps,
-            [per_provider[p]["accepted"] for p in ps],
-            [per_provider[p]["duplicates"] for p in ps],
-            [per_provider[p]["quarantined"] for p in ps],
-        )
+        staged = await _stage(conn, readings)
+        found = await _look_up(conn, staged, now, limits, thorough)
+        decisions = decide_batch([_candidate(st, found.get(st.position, _NOT_FOUND)) for st in staged], now, limits)
+        disputes = await _write_decisions(conn, staged, decisions, outcomes, counts)
+    if unreadable:
+        await _quarantine_raw(conn, unreadable, outcomes, counts)
+    await counts.write(conn)
     final_outcomes = [o for o in outcomes if o is not None]
     assert len(final_outcomes) == len(items)
-    return BatchOutcome(items=final_outcomes, disputes=disputes, per_provider=dict(per_provider))
+    return BatchOutcome(items=final_outcomes, disputes=disputes, per_provider=dict(counts.by_provider))
 
+
+async def _stage(conn: Conn, readings: list[tuple[int, BatchItem]]) -> list[_Staged]:
+    """The batch's cars by VIN, their reading locks taken (see _LOCKED_VEHICLES)."""
+    await conn.execute(_SETTINGS)
+    vins = list({it.reading.vin for _, it in readings if it.reading is not None})
+    cars = {r["vin"]: (r["id"], r["district"]) for r in await conn.fetch(_LOCKED_VEHICLES, vins, LOCK_NAMESPACE)}
+    staged = []
+    for i, it in readings:
+        r = it.reading
+        assert r is not None and it.provider_id is not None
+        vehicle_id, district = cars.get(r.vin, (None, None))
+        staged.append(_Staged(i, it.provider_id, r, it.received_at, vehicle_id, district))
+    return staged
+
+
+def _candidate(st: _Staged, f: _Found) -> Candidate:
+    r = st.reading
+    return Candidate(
+        st.position, st.provider_id, r.event_id, st.vehicle_id, Point(r.odometer_m, r.recorded_at),
+        f.consent, f.seen, f.stored_id, f.before, f.before_id, f.after,
+    )
+
+
+async def _write_decisions(
+    conn: Conn,
+    staged: list[_Staged],
+    decisions: list[Decision],
+    outcomes: list[ItemOutcome | None],
+    counts: _Counts,
+) -> int:
+    """COPY the verified readings, the quarantined ones and the provider events; open the
+    rollback cases; the number of cases opened."""
+    by_index = {st.position: st for st in staged}
+    n_verified = sum(1 for d in decisions if d.kind == "verified")
+    n_quarantined = sum(1 for d in decisions if d.kind == "quarantined")
+    ids = await conn.fetchrow(_IDS, n_verified, n_quarantined)
+    assert ids is not None
+    reading_ids = iter(ids["readings"])
+    quarantine_ids = iter(ids["quarantine"])
+    #: Batch position -> the id of the reading verified there (for duplicates of it).
+    verified_ids: dict[int, int] = {}
+    verified_rows: list[tuple[Any, ...]] = []
+    quarantined_rows: list[tuple[Any, ...]] = []
+    event_rows: list[tuple[Any, ...]] = []
+    rollbacks: list[tuple[_Staged, Decision, int]] = []
+    for d in decisions:
+        st = by_index[d.position]
+        r = st.reading
+        if d.kind == "duplicate_event":
+            outcomes[d.position] = ItemOutcome("duplicate")
+            counts.add(st.provider_id, "duplicates")
+            continue
+        reading_id = quarantine_id = None
+        if d.kind == "verified":
+            reading_id = verified_ids[d.position] = next(reading_ids)
+            verified_rows.append(
+                (reading_id, st.vehicle_id, r.odometer_m, r.recorded_at, st.received_at, "telematics",
+                 st.provider_id, r.event_id, r.original_value, r.original_unit)
+            )
+            outcomes[d.position] = ItemOutcome("accepted", reading_id=reading_id)
+            counts.add(st.provider_id, "accepted")
+        elif d.kind == "duplicate_reading":
+            if d.same_id is not None:
+                reading_id = d.same_id
+            else:
+                assert d.same_as is not None
+                reading_id = verified_ids[d.same_as]
+            outcomes[d.position] = ItemOutcome("duplicate", reading_id=reading_id)
+            counts.add(st.provider_id, "duplicates")
+        else:
+            quarantine_id = next(quarantine_ids)
+            quarantined_rows.append(
+                (quarantine_id, "telematics", st.provider_id, r.event_id, st.vehicle_id, r.vin, r.odometer_m,
+                 r.recorded_at, st.received_at, r.original_value, r.original_unit, list(d.reasons),
+                 "open" if d.for_review else "none")
+            )
+            outcomes[d.position] = ItemOutcome("quarantined", d.reasons, quarantine_id=quarantine_id)
+            counts.add(st.provider_id, "quarantined")
+            if d.opens_rollback:
+                rollbacks.append((st, d, quarantine_id))
+        event_rows.append((st.provider_id, r.event_id, reading_id, quarantine_id))
+    if verified_rows:
+        await conn.copy_records_to_table("readings", records=verified_rows, columns=_READING_COLUMNS)
+    if quarantined_rows:
+        await conn.copy_records_to_table("quarantined_readings", records=quarantined_rows, columns=_QUARANTINE_COLUMNS)
+    if event_rows:
+        await conn.copy_records_to_table("provider_events", records=event_rows, columns=_EVENT_COLUMNS)
+    opened = 0
+    for st, d, quarantine_id in rollbacks:
+        assert st.vehicle_id is not None
+        point = Point(st.reading.odometer_m, st.reading.recorded_at)
+        dispute = await _open_rollback(
+            conn, st.vehicle_id, st.district, quarantine_id, d.reasons, point, d.before, d.after
+        )
+        opened += dispute is not None
+    return opened
+
+
+async def _quarantine_raw(
+    conn: Conn, unreadable: list[tuple[int, BatchItem]], outcomes: list[ItemOutcome | None], counts: _Counts
+) -> None:
+    """Items that never became readings, kept raw once (identified by their SHA-256)."""
+    rows = []
+    for i, it in unreadable:
+        rejected = it.rejected if it.rejected is not None else Rejected((), "")
+        rows.append((i, it, rejected, raw_digest(rejected.raw)))
+    inserted = {
+        bytes(r["raw_sha256"])
+        for r in await conn.fetch(
+            _RAW,
+            [it.provider_id for _, it, _, _ in rows],
+            [",".join(rej.reasons) or "unreadable" for _, _, rej, _ in rows],
+            [rej.raw for _, _, rej, _ in rows],
+            [h for _, _, _, h in rows],
+            [it.received_at for _, it, _, _ in rows],
+        )
+    }
+    for i, it, rej, h in rows:
+        if h in inserted:
+            inserted.discard(h)  # the same bytes twice in one batch: the second is a duplicate
+            outcomes[i] = ItemOutcome("quarantined", rej.reasons or ("unreadable",))
+            counts.add(it.provider_id, "quarantined")
+        else:
+            outcomes[i] = ItemOutcome("duplicate", rej.reasons)
+            counts.add(it.provider_id, "duplicates")

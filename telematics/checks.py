@@ -224,35 +224,14 @@ def check_unit_jump(c: Point, n: Neighbourhood, limits: Limits) -> tuple[str, ..
     return _NONE
 
 
-#: Evaluated in this order; an unknown vehicle has no history, and a reading without consent is
-#: not compared with it, so the chain stops at either.
-CHAIN: tuple[Check, ...] = (
-    check_vehicle,
-    check_consent,
-    check_not_future,
-    check_never_decreasing,
-    check_same_instant,
-    check_speed,
-    check_distance_per_day,
-)
-#: Run only when the chain found an implausible pair, to say why it may be so.
+#: The checks of a candidate's pairs with its neighbours, which name what is wrong with a pair.
+PAIR_CHECKS: tuple[Check, ...] = (check_never_decreasing, check_same_instant, check_speed, check_distance_per_day)
+#: The whole chain, in the order its reasons are given. An unknown vehicle has no history, and a
+#: reading without consent is not compared with it, so `check_reading` stops at either.
+CHAIN: tuple[Check, ...] = (check_vehicle, check_consent, check_not_future, *PAIR_CHECKS)
+#: Run only when a pair was implausible, to say why it may be so.
 FOLLOW_UPS: tuple[Check, ...] = (check_unit_jump,)
-_PAIR_REASONS = frozenset({ODOMETER_DECREASED, SPEED_IMPLAUSIBLE, DISTANCE_PER_DAY_IMPLAUSIBLE})
 _NOT_CONSENTED = frozenset({"missing", "withdrawn"})
-
-
-def _passes(c: Point, n: Neighbourhood, limits: Limits) -> bool:
-    """The common case, decided at once: a reading every check of the chain lets through.
-
-    False only means "ask the chain", which alone says what is wrong (a property test holds the
-    two to the same verdict).
-    """
-    return (
-        (n.consent == "granted" or n.consent == "not_required")
-        and c.recorded_at - n.now <= limits.clock_skew
-        and (n.before is None or pair_plausible(n.before, c, limits))
-        and (n.after is None or pair_plausible(c, n.after, limits))
-    )
 
 
 def check_reading(
@@ -260,26 +239,30 @@ def check_reading(
 ) -> tuple[str, ...]:
     """The reasons a candidate fails, in chain order; empty when it may be verified.
 
-    The caller finds the neighbours (see `storage.readings`), under a per-vehicle lock so that the
-    verified history cannot change between the look-up and the insert.
+    Both pairs with the neighbours are first judged by `pair_plausible`, the invariant itself;
+    only a pair found implausible goes through `PAIR_CHECKS` to name why (a property test holds
+    the verdict to theirs). The caller finds the neighbours (see `storage.readings`), under a
+    per-vehicle lock so that the verified history cannot change between the look-up and the
+    insert.
     """
-    if not neighbourhood.vehicle_known:
+    n = neighbourhood
+    if not n.vehicle_known:
         return (VEHICLE_UNKNOWN,)
-    if neighbourhood.consent in _NOT_CONSENTED:
+    if n.consent in _NOT_CONSENTED:
         # Without the member's consent the reading is not judged against the car's history at
         # all: it is quarantined for consent alone and never becomes a reviewer's case.
-        return check_consent(candidate, neighbourhood, limits)
-    if _passes(candidate, neighbourhood, limits):
-        return _NONE
-    reasons: tuple[str, ...] = _NONE
-    for check in CHAIN:
-        found = check(candidate, neighbourhood, limits)
-        if found:
-            reasons += found
-    if reasons and not _PAIR_REASONS.isdisjoint(reasons):
+        return check_consent(candidate, n, limits)
+    reasons = check_not_future(candidate, n, limits)
+    b, a = n.before, n.after
+    if (b is None or pair_plausible(b, candidate, limits)) and (a is None or pair_plausible(candidate, a, limits)):
+        return reasons
+    named: tuple[str, ...] = ()
+    for check in PAIR_CHECKS:
+        named += check(candidate, n, limits)
+    if named:
         for check in FOLLOW_UPS:
-            reasons += check(candidate, neighbourhood, limits)
-    return reasons
+            named += check(candidate, n, limits)
+    return reasons + named
 
 
 def nearest_neighbours(candidate: Point, history: list[Point]) -> tuple[Point | None, Point | None]:
