@@ -2,6 +2,9 @@
 against a naive per-participation loop (fetch, compute in Python, insert result and outbox row)
 timed on a sample in the same run and extrapolated to N.
 
+Every participation is computable under the rule set (annual periods of 336-365 days, seasons
+started in their window and covering it), so the round writes a result for each.
+
 Worlds (`--world`):
 - `connected` (default): every car streams its readings (a provider's consent, no photos). Earlier
   designations gave every participation its start and five in six their end; the round first
@@ -63,20 +66,21 @@ from generate_series(1, $1) g;
 
 -- $2: the world. Connected worlds' season readings lie inside the season [1 Dec, 1 Apr), as
 -- designation requires; their annual participations enrol on their first reading's day, so that
--- the end reading lies within the 12 months.
+-- the end reading lies within the 12 months. Annual periods run 336-365 days (at least the rule
+-- set's minimum of 335, so that every participation is computed).
 insert into readings (id, vehicle_id, odometer_m, recorded_at, source, verified_at)
 select 2 * g - 1, g, 40000000 + (g % 70000) * 1000, t, 'telematics', t + interval '1 hour'
 from generate_series(1, $1) g,
      lateral (select case when g % 10 = 9 and $2 <> 'photo' then timestamptz '2022-12-01 12:00+09'
                           when g % 10 = 9 then timestamptz '2022-11-25 12:00+09'
-                          else timestamptz '2022-02-01 12:00+09' + make_interval(days => g % 200) end as t) x
+                          else timestamptz '2022-01-01 12:00+09' + make_interval(days => g % 100) end as t) x
 union all
 select 2 * g, g, 40000000 + (g % 70000) * 1000 + (g % 25000) * 1000 + g % 997, t, 'telematics',
        t + interval '1 hour'
 from generate_series(1, $1) g,
      lateral (select case when g % 10 = 9 and $2 <> 'photo' then timestamptz '2023-03-31 12:00+09'
                           when g % 10 = 9 then timestamptz '2023-04-02 12:00+09'
-                          else timestamptz '2023-01-01 12:00+09' + make_interval(days => g % 100) end as t) x;
+                          else timestamptz '2023-01-01 12:00+09' + make_interval(days => g % 100 - g % 30) end as t) x;
 
 insert into participations (vehicle_id, program, season_year, rule_set, enrolled_on, baseline_daily_km,
                             start_reading_id, end_reading_id)
@@ -84,7 +88,7 @@ select g, case when g % 10 = 9 then 'season' else 'annual' end,
        case when g % 10 = 9 then 2022 end, 'seoul-2022',
        case when $2 = 'photo' then date '2022-02-01'
             when g % 10 = 9 then date '2022-11-20'
-            else date '2022-02-01' + g % 200 end,
+            else date '2022-01-01' + g % 100 end,
        case when g % 20 = 11 then 25.5 + (g % 100) / 10.0 end,
        case when $2 <> 'backlog' then 2 * g - 1 end,
        case when $2 = 'photo' or ($2 = 'connected' and g % 6 <> 0) then 2 * g end
@@ -95,13 +99,13 @@ insert into period_readings (participation_id, stage, reading_id, recorded_at, r
 select g, 'start', 2 * g - 1, t, 'rule', t + interval '1 day'
 from generate_series(1, $1) g,
      lateral (select case when g % 10 = 9 then timestamptz '2022-12-01 12:00+09'
-                          else timestamptz '2022-02-01 12:00+09' + make_interval(days => g % 200) end as t) x
+                          else timestamptz '2022-01-01 12:00+09' + make_interval(days => g % 100) end as t) x
 where $2 = 'connected'
 union all
 select g, 'end', 2 * g, t, 'rule', t + interval '10 days'
 from generate_series(1, $1) g,
      lateral (select case when g % 10 = 9 then timestamptz '2023-03-31 12:00+09'
-                          else timestamptz '2023-01-01 12:00+09' + make_interval(days => g % 100) end as t) x
+                          else timestamptz '2023-01-01 12:00+09' + make_interval(days => g % 100 - g % 30) end as t) x
 where $2 = 'connected' and g % 6 <> 0;
 
 insert into providers (id, name) overriding system value

@@ -16,7 +16,7 @@ users) and `carmileage serve` as child processes. Enrols vehicles with their con
 - floor: bench/ingest_floor.py's PostgreSQL-only COPY of readings and event keys, same run;
 - checks that every reading is stored exactly once (lost = duplicated = 0).
 
-Run:  nice -n 10 .venv/bin/python bench/ingest.py [--mqtt 60000] [--http 200000]  (under a minute)
+Run:  nice -n 10 .venv/bin/python bench/ingest.py [--mqtt 150000] [--http 200000]  (under a minute)
       nice -n 10 .venv/bin/python bench/ingest.py --nodes 3 --mqtt 30000 --http 50000  (the cluster)
 Last line: {"mqtt_readings_per_s", "http_readings_per_s", "naive_readings_per_s", "ratio_vs_naive",
             "floor_readings_per_s", "ratio_vs_floor", "lost", "duplicated", ...}
@@ -566,7 +566,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--mqtt", type=int, default=60_000)
+    p.add_argument("--mqtt", type=int, default=150_000)
     p.add_argument("--nodes", type=int, default=1, help="RabbitMQ nodes (3: a cluster on this machine)")
     p.add_argument("--floor", type=int, default=100_000, help="readings for bench/ingest_floor.py in the same run")
     p.add_argument("--http", type=int, default=200_000)

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.app import create_app
 from ingest.ocr_worker import OcrWorkers, analyse_dashboard, analyse_plate
-from ingest.routes.photos import BLOBS
 from ingest.settings import Settings
+from ingest.state import BLOBS
 from storage.db import create_pool, drop_database, ensure_database, with_database
 from storage.migrate import migrate
 from storage.tokens import create_token

@@ -64,6 +64,28 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+#: Row ids are bigints: at most 18 digits, so a longer number is refused before it reaches the database.
+_ID_DIGITS = 18
+
+
+def parse_id(raw: str) -> int | None:
+    """A row id as a path or a form carries it: a whole number from 1 with at most 18 digits;
+    None for anything else (a sign, a space, '0', a number a bigint cannot hold)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _ID_DIGITS:
+        return None
+    value = int(raw)
+    return value if value >= 1 else None
+
+
+def path_id(request: web.Request, name: str = "id", *, missing: ApiError | None = None) -> int:
+    """The id in the request's path; `missing` (by default a plain 404) when it cannot be one, so
+    no handler sends a database a value it would refuse."""
+    value = parse_id(request.match_info[name])
+    if value is None:
+        raise missing or ApiError(404, "not_found", "There is nothing here.")
+    return value
+
+
 def respond(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         text=model.model_dump_json(),

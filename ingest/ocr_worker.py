@@ -29,9 +29,10 @@ from pebble import ProcessExpired, ProcessPool
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest.settings import Settings
+from ingest.state import BLOBS
 from storage.blobs import BlobError, BlobStore
-from storage.jobs import OcrJob, claim_job, fail_job, queue_depth, renew_job
-from storage.photos import JOBS_CHANNEL
+from storage.jobs import OcrJob, claim_job, fail_job, hand_back_jobs, queue_depth, renew_job
+from storage.photos import JOBS_CHANNEL, get_submission
 
 if TYPE_CHECKING:  # the readers load in the worker processes only
     from ocr.types import OdometerRead, PlateRead
@@ -172,11 +173,7 @@ class OcrWorkers:
         if not self._in_flight:
             return
         with contextlib.suppress(Exception):
-            await self.pool.execute(
-                """update ocr_jobs set status = 'queued', lease_until = null, attempts = greatest(attempts - 1, 0)
-                   where id = any($1::bigint[]) and status = 'running'""",
-                list(self._in_flight),
-            )
+            await hand_back_jobs(self.pool, list(self._in_flight))
 
     async def readiness(self) -> tuple[bool, str]:
         depth = await queue_depth(self.pool)
@@ -229,11 +226,7 @@ class OcrWorkers:
     async def _run(self, job: OcrJob, worker: str) -> None:
         from ingest.photo_decisions import decide_submission, send_to_review_failed
 
-        sub = await self.pool.fetchrow(
-            """select s.*, v.plate from photo_submissions s join participations p on p.id = s.participation_id
-               join vehicles v on v.id = p.vehicle_id where s.id = $1""",
-            job.submission_id,
-        )
+        sub = await get_submission(self.pool, job.submission_id)
         assert sub is not None
         if job.exhausted:
             await send_to_review_failed(self.pool, job, job.last_error or "the worker died while reading")
@@ -288,8 +281,7 @@ class OcrWorkers:
 
 
 def create_component(settings: Settings, pool: asyncpg.Pool, app: web.Application) -> OcrWorkers | None:
-    """The service's OCR worker pool (see ingest.service.COMPONENT_FACTORIES)."""
-    from ingest.routes.photos import BLOBS
-
+    """The service's OCR worker pool (see ingest.service.COMPONENT_FACTORIES), on the app's blob
+    store: the uploads write where the workers read."""
     return OcrWorkers(settings, pool, app[BLOBS])
 

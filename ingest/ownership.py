@@ -20,6 +20,7 @@ from storage.audit import write_audit
 from storage.db import Conn
 from storage.vehicles import (
     OwnershipVerified,
+    get_vehicle,
     refuse_ownership,
     verify_ownership,
 )
@@ -69,7 +70,7 @@ async def record_verification(
     """Verify a claim against a certificate; audit the check, each car retired by a transfer and
     each competing claim refused."""
     async with conn.transaction():
-        before = await conn.fetchrow("select status, owner_id from vehicles where id = $1", vehicle_id)
+        before = await get_vehicle(conn, vehicle_id)
         done = await verify_ownership(
             conn,
             vehicle_id,

@@ -36,6 +36,7 @@ from aiohttp import web
 from ingest.amqp import AmqpError, ConsumerConnection, describe, parse_urls
 from ingest.ingestion import CONSUMING, QUEUE_DEPTH, limits_from, record
 from ingest.settings import Settings
+from storage.db import ping
 from storage.providers import ids_by_name
 from storage.readings import BatchItem, store_batch
 from telematics.payload import parse_mqtt_payload
@@ -468,7 +469,7 @@ class ReadingsConsumer:
         try:
             async with asyncio.timeout(2):
                 async with self.pool.acquire() as conn:
-                    await conn.fetchval("select 1")
+                    await ping(conn)
             return True
         except Exception:
             return False

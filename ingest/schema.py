@@ -13,7 +13,7 @@ from ingest.settings import Settings
 from storage.db import ensure_database
 from storage.migrate import current_version, migrate, migration_lock
 from storage.providers import seal_plain_secrets
-from storage.roles import grant_service_role, is_superuser, url_user
+from storage.roles import connected_as_superuser, grant_service_role, url_user
 
 
 @dataclass
@@ -43,7 +43,7 @@ async def bring_up_to_date(settings: Settings) -> SchemaReport:
             if settings.migration_database_url and service_role and service_role != owner_role:
                 warnings += await grant_service_role(conn, service_role)
                 granted_to = service_role
-            elif await is_superuser(conn, await conn.fetchval("select current_user")):
+            elif await connected_as_superuser(conn):
                 warnings.append(
                     "the service connects as a superuser: give it a role of its own "
                     "(CARMILEAGE_DATABASE_URL) and run migrations as the owner (CARMILEAGE_MIGRATION_DATABASE_URL)"

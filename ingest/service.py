@@ -25,6 +25,7 @@ from ingest.state import READINESS
 from storage.db import Conn, create_pool, ensure_database
 from storage.migrate import migrate, pending
 from storage.providers import seal_plain_secrets
+from storage.roles import connected_as_superuser
 
 log = logging.getLogger("carmileage.service")
 
@@ -124,7 +125,7 @@ class Service:
             ) from None
         if applied:
             log.info("applied migrations %s", ", ".join(applied))
-        if await conn.fetchval("select rolsuper from pg_roles where rolname = current_user"):
+        if await connected_as_superuser(conn):
             log.warning(
                 "connected to PostgreSQL as a superuser: nothing but convention keeps the audit log "
                 "append-only; see `carmileage migrate` and CARMILEAGE_MIGRATION_DATABASE_URL"

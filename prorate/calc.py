@@ -7,7 +7,7 @@ way of deriving the baseline) and is what `carmileage calc` parses from flags an
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Any, Literal
@@ -15,13 +15,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from prorate.baseline import Baseline, BaselineFacts, derive_baseline
+from prorate.display import Cut, bands_km, bands_pct, bands_season_km, shown
 from prorate.districts import normalise_district
 from prorate.errors import ProrateError
-from prorate.period import Period, km_to_m, report_km, report_pct
+from prorate.period import KM_PLACES, PCT_PLACES, Period, add_months, km_to_m, report_km
 from prorate.rules import RuleSet, RuleSetError, rule_set_for, rule_set_named
 from prorate.season import (
     Season,
     check_period_in_season,
+    check_season_rules,
     season_for_period,
     season_m,
     season_starting,
@@ -42,6 +44,9 @@ class PeriodFigures(BaseModel):
     start_date: date
     end_date: date
     days: int
+    #: The days the baseline covers: `days` under day-proration, else the scheduled period's
+    #: (an annual period's `annual_months`, a season's days).
+    baseline_days: int
     start_odometer_m: int
     end_odometer_m: int
     actual_m: int
@@ -57,14 +62,18 @@ class PeriodFigures(BaseModel):
     season: Season | None
     season_m: Fraction | None
     special_points: int | None
+    #: The rule set's bands, so that reported figures stay in their tier (prorate.display).
+    bands: Bands
 
     def report(self) -> dict[str, Any]:
-        """The figures as reported (km to 0.1, % to 0.01, half up); JSON-ready, numbers as numbers."""
+        """The figures as reported (km to 0.1, % to 0.01, half up, kept inside their tier by
+        `prorate.display`); JSON-ready, numbers as numbers."""
 
         def num(d: Decimal | None) -> float | None:
             # Already rounded exactly; the float only carries the printed digits into JSON.
             return None if d is None else float(d)
 
+        b = self.bands
         out: dict[str, Any] = {
             "program": self.program,
             "rules": self.rules,
@@ -73,12 +82,16 @@ class PeriodFigures(BaseModel):
             "days": self.days,
             "baseline_km": num(report_km(self.baseline_m)) if self.baseline_m is not None else None,
             "actual_km": num(report_km(self.actual_m)),
-            "reduction_km": num(report_km(self.reduction_m)) if self.reduction_m is not None else None,
+            "reduction_km": (
+                num(shown(self.reduction_m / 1000, KM_PLACES, b.km)) if self.reduction_m is not None else None
+            ),
             "reduction_rate_pct": (
-                num(report_pct(self.reduction_rate)) if self.reduction_rate is not None else None
+                num(shown(self.reduction_rate * 100, PCT_PLACES, b.pct)) if self.reduction_rate is not None else None
             ),
             "baseline": self.baseline.evidence() if self.baseline is not None else None,
         }
+        if self.baseline_days != self.days:
+            out["baseline_days"] = self.baseline_days
         if self.program == "annual":
             out["points"] = self.points
             out["tier_by"] = self.tier_by
@@ -86,9 +99,88 @@ class PeriodFigures(BaseModel):
             assert self.season is not None and self.season_m is not None
             out["season"] = self.season.label
             out["season_days"] = self.season.days
-            out["season_km"] = num(report_km(self.season_m))
+            out["season_km"] = num(shown(self.season_m / 1000, KM_PLACES, b.season_km))
             out["special_points"] = self.special_points
         return out
+
+
+class Bands(BaseModel):
+    """The cuts between reported bands of a rule set (see `prorate.display`)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    km: tuple[Cut, ...]
+    pct: tuple[Cut, ...]
+    season_km: tuple[Cut, ...]
+
+    @classmethod
+    def of(cls, rules: RuleSet) -> Bands:
+        return cls(
+            km=bands_km(rules.tiers),
+            pct=bands_pct(rules.tiers),
+            season_km=bands_season_km(rules.season) if rules.season is not None else (),
+        )
+
+
+PeriodFigures.model_rebuild()
+
+
+class ParticipationFacts(BaseModel):
+    """What a round knows about the participation itself, beyond its readings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enrolled_on: date | None = None
+    status: Literal["active", "ended"] = "active"
+    ended_on: date | None = None
+    end_reason: str | None = None
+
+
+def check_annual_period(period: Period, rules: RuleSet) -> None:
+    """An annual period long enough to be a year's result, and ended in its window when the rule
+    set has one."""
+    if period.days < rules.periods.min_annual_days:
+        raise ProrateError(
+            "period_too_short",
+            f"the period runs {period.days} day{'s' if period.days != 1 else ''}, less than the "
+            f"{rules.periods.min_annual_days} an annual result needs",
+        )
+    within = rules.periods.annual_end_within_days
+    if within is not None:
+        scheduled = add_months(period.start, rules.periods.annual_months)
+        if not scheduled <= period.end <= scheduled + timedelta(days=within):
+            raise ProrateError(
+                "period_end_outside_window",
+                f"the end reading ({period.end.isoformat()}) must lie within {within} days after the "
+                f"scheduled end {scheduled.isoformat()}",
+            )
+
+
+def check_participation(facts: ParticipationFacts, period: Period, rules: RuleSet, round_first_day: date) -> None:
+    """A participation that ended because its member's ownership was refused is never paid; one
+    that ended before its end reading measured nothing of its own; one ended by an ownership
+    transfer before the round is not paid unless the rule set pays transferred cars."""
+    if facts.end_reason == "ownership_refused":
+        raise ProrateError(
+            "participation_ownership_refused",
+            "the member's ownership of the car was refused: the participation is never paid",
+        )
+    if facts.status == "ended" and facts.ended_on is not None and facts.ended_on < period.end:
+        raise ProrateError(
+            "participation_ended_early",
+            f"the participation ended on {facts.ended_on.isoformat()}, before its end reading ({period.end.isoformat()})",
+        )
+    if (
+        facts.end_reason == "ownership_transfer"
+        and not rules.participations.pay_transferred
+        and facts.ended_on is not None
+        and facts.ended_on < round_first_day
+    ):
+        raise ProrateError(
+            "participation_transferred",
+            f"the car's ownership was transferred on {facts.ended_on.isoformat()}, before the round: "
+            f"{rules.name} does not pay a transferred car",
+        )
 
 
 def compute(
@@ -100,11 +192,16 @@ def compute(
     end_odometer_m: int,
     baseline: Baseline | None,
     season_year: int | None = None,
+    participation: ParticipationFacts | None = None,
+    round_first_day: date | None = None,
 ) -> PeriodFigures:
     """Baseline × days, actual distance, reduction, rate, tier points or season special points.
 
     A season period measures the season starting in `season_year` (its December's year) when
-    given (a participation knows it), else the one season the period overlaps.
+    given (a participation knows it), else the one season the period overlaps. With
+    `participation` (and the round's first day, `round_first_day`) the participation's own
+    conditions are checked too, as a round does. Refusals raise ProrateError, in the order the
+    round's SQL (storage.evaluation) checks them.
     """
     if end_odometer_m < start_odometer_m:
         raise ProrateError(
@@ -114,20 +211,9 @@ def compute(
         )
     if program == "annual" and baseline is None:
         raise ProrateError("baseline_missing", "an annual period needs a baseline")
-    actual_m = end_odometer_m - start_odometer_m
-    baseline_m = reduction_m = rate = None
-    if baseline is not None:
-        baseline_m = baseline.baseline_m(period.days)
-        reduction_m = baseline_m - actual_m
-        rate = reduction_m / baseline_m if baseline_m != 0 else None
-    points = tier = None
-    tier_by: TierBasis | None = None
-    season = s_m = special = None
-    if program == "annual":
-        assert baseline_m is not None and reduction_m is not None
-        decision = decide_points(reduction_m, baseline_m, rules.tiers)
-        points, tier_by, tier = decision.points, decision.by, decision.tier
-    else:
+    prorated = rules.periods.proration == "days"
+    season = None
+    if program == "season":
         if rules.season is None:
             raise ProrateError("season_not_in_rules", f"rule set {rules.name} has no winter season special points")
         season = (
@@ -135,14 +221,43 @@ def compute(
             if season_year is None
             else check_period_in_season(period, season_starting(season_year, rules.season))
         )
-        s_m = season_m(actual_m, period, season)
-        special = special_points(actual_m, period, season, rules.season)
+        check_season_rules(
+            period, season, rules.season, participation.enrolled_on if participation is not None else None
+        )
+        baseline_days = period.days if prorated else season.days
+    else:
+        check_annual_period(period, rules)
+        baseline_days = (
+            period.days if prorated else (add_months(period.start, rules.periods.annual_months) - period.start).days
+        )
+    if participation is not None:
+        if round_first_day is None:
+            raise ValueError("a participation is checked against a round: give round_first_day")
+        check_participation(participation, period, rules, round_first_day)
+    actual_m = end_odometer_m - start_odometer_m
+    baseline_m = reduction_m = rate = None
+    if baseline is not None:
+        baseline_m = baseline.baseline_m(baseline_days)
+        reduction_m = baseline_m - actual_m
+        rate = reduction_m / baseline_m if baseline_m != 0 else None
+    points = tier = None
+    tier_by: TierBasis | None = None
+    s_m = special = None
+    if program == "annual":
+        assert baseline_m is not None and reduction_m is not None
+        decision = decide_points(reduction_m, baseline_m, rules.tiers)
+        points, tier_by, tier = decision.points, decision.by, decision.tier
+    else:
+        assert season is not None and rules.season is not None
+        s_m = season_m(actual_m, period, season, prorated)
+        special = special_points(actual_m, period, season, rules.season, prorated)
     return PeriodFigures(
         program=program,
         rules=rules.name,
         start_date=period.start,
         end_date=period.end,
         days=period.days,
+        baseline_days=baseline_days,
         start_odometer_m=start_odometer_m,
         end_odometer_m=end_odometer_m,
         actual_m=actual_m,
@@ -156,6 +271,7 @@ def compute(
         season=season,
         season_m=s_m,
         special_points=special,
+        bands=Bands.of(rules),
     )
 
 

@@ -188,10 +188,21 @@ def parse_vin(text: str) -> Vin:
 # ---------------------------------------------------------------------------------------------
 # Emission certificate numbers (배출가스 인증번호), e.g. GMY-HD-21-19
 # ---------------------------------------------------------------------------------------------
+#
+# As the low-emission vehicle guide prints them: three letters (the model-year letter, then two
+# letters of the certificate's kind: MY, MV, YM, ...), the maker's code (2–3 letters), two digits
+# (the OBD digit and the low-emission class digit) and a serial of 1–4 digits:
+# GMY-HD-21-19, GMV-DB-21-03, BMV-HT-12-1, BYM-KM-21-58. An earlier parser accepted only `?MY-`.
 
 # Year letters as in VIN position 10: A=2010 ... (I, O, Q, U, Z unused), repeating every 30 years.
 _YEAR_LETTERS = "ABCDEFGHJKLMNPRSTVWXY123456789"
-_EMISSION_RE = re.compile(r"^(?P<year>[A-Z1-9])MY-(?P<maker>[A-Z]{2,3})-(?P<obd>\d)(?P<cls>\d)-(?P<serial>\d{1,4})$")
+_EMISSION_RE = re.compile(
+    r"^(?P<year>[A-Z1-9])(?P<kind>[A-Z]{2})-(?P<maker>[A-Z]{2,3})-(?P<obd>\d)(?P<cls>\d)-(?P<serial>\d{1,4})$"
+)
+#: The OBD digit: 1 or 2, the two values the guide's numbers use; any other digit is a misreading.
+OBD_DIGITS = frozenset({1, 2})
+#: The class digit: 1–3 for certified low-emission cars (저공해 1·2·3종), 4 for none.
+CLASS_DIGITS = frozenset({1, 2, 3, 4})
 
 
 class EmissionCertificate(BaseModel):
@@ -199,6 +210,8 @@ class EmissionCertificate(BaseModel):
 
     text: str
     model_year: int
+    #: The two letters after the model-year letter (MY, MV, YM, ...), kept as printed.
+    kind: str
     maker: str
     obd_flag: int
     #: 1–3 for certified low-emission cars (저공해 1·2·3종); None when the class digit is 4 (none).
@@ -209,14 +222,20 @@ class EmissionCertificate(BaseModel):
 def parse_emission_certificate(text: str, *, today: date | None = None) -> EmissionCertificate:
     """Model year letters repeat every 30 years; pick the latest year not after next year."""
     s = unicodedata.normalize("NFKC", text).strip().upper()
+    s = re.sub(r"\s*-\s*", "-", s)
     m = _EMISSION_RE.match(s)
     if m is None:
         raise IdentifierError(
             "emission_certificate_invalid_format",
-            "An emission certificate number reads like GMY-HD-21-19.",
+            "An emission certificate number reads like GMY-HD-21-19: three letters, the maker's code, "
+            "two digits and a serial.",
+        )
+    if int(m["obd"]) not in OBD_DIGITS:
+        raise IdentifierError(
+            "emission_certificate_invalid_obd", "The OBD digit (the first of the two digits) is 1 or 2."
         )
     cls = int(m["cls"])
-    if cls not in (1, 2, 3, 4):
+    if cls not in CLASS_DIGITS:
         raise IdentifierError(
             "emission_certificate_invalid_class", "The low-emission class digit is 1, 2, 3 or 4."
         )
@@ -234,6 +253,7 @@ def parse_emission_certificate(text: str, *, today: date | None = None) -> Emiss
     return EmissionCertificate(
         text=s,
         model_year=year,
+        kind=m["kind"],
         maker=m["maker"],
         obd_flag=int(m["obd"]),
         low_emission_class=None if cls == 4 else cls,

@@ -11,13 +11,20 @@ The others are photo participations, whose readings the photo and review flows s
 
 - The period runs from its first day to its last day, both included: an annual participation
   from its enrolment date to the same date `annual_months` later (the 31st becomes the month's
-  last day); a season participation from the season's first day (1 December) to the day before
+  last day; with an end-data window, to the day before, the end being read from that date on);
+  a season participation from the season's first day (1 December) to the day before
   it ends (31 March).
 - Start: the earliest verified reading recorded within the period, designated as soon as it
   exists.
+- End, where the period ends at an instant (`end_from`: a season's end, 1 April 00:00 KST, so
+  that the car is measured over all of the season's days; an annual period of a rule set whose
+  end data has a window, from its scheduled end): the earliest verified reading recorded in
+  [end_from, end_until); only when there is none, as elsewhere:
 - End: the latest verified reading recorded within the period on a later date than the start
-  reading, designated only from `end_settle_days` after the last day, so that readings a car
-  buffered while offline have arrived and the choice is final.
+  reading.
+- Ends are designated only from `end_settle_days` after the last day (after `end_until`), so that
+  readings a car buffered while offline have arrived and the choice is final; a participation
+  that ended meanwhile is measured only by readings up to the day it ended.
 - A designation is never moved by a reading that arrives later. Only an ended participation
   whose period was complete before it ended (ended after the last day) is designated.
 
@@ -51,6 +58,10 @@ class PeriodBounds:
     last_day: date
     #: The end reading is designated on this day or later.
     end_designated_from: date
+    #: When set, the period ends at this instant: its end reading is the earliest reading recorded
+    #: in [end_from, end_until), the latest within the period only when there is none.
+    end_from: datetime | None = None
+    end_until: datetime | None = None
 
     @property
     def starts_at(self) -> datetime:
@@ -78,17 +89,35 @@ def seoul_midnight(day: date) -> datetime:
 def period_bounds(program: Program, enrolled_on: date, season_year: int | None, rules: RuleSet) -> PeriodBounds:
     """The period of a participation under its rule set; refused for a season the rules lack."""
     settle = timedelta(days=rules.periods.end_settle_days)
+    day = timedelta(days=1)
     if program == "season":
         if rules.season is None or season_year is None:
             raise ProrateError(
                 "season_not_in_rules", f"rule set {rules.name} has no winter season for this participation"
             )
         season = season_starting(season_year, rules.season)
+        # Measured up to the season's end instant: the first reading from 1 April 00:00 KST,
+        # looked for while the end settles.
         return PeriodBounds(
-            first_day=season.starts, last_day=season.ends - timedelta(days=1), end_designated_from=season.ends + settle
+            first_day=season.starts,
+            last_day=season.ends - day,
+            end_designated_from=season.ends + settle,
+            end_from=seoul_midnight(season.ends),
+            end_until=seoul_midnight(season.ends + settle),
         )
-    last = add_months(enrolled_on, rules.periods.annual_months)
-    return PeriodBounds(first_day=enrolled_on, last_day=last, end_designated_from=last + timedelta(days=1) + settle)
+    scheduled = add_months(enrolled_on, rules.periods.annual_months)
+    within = rules.periods.annual_end_within_days
+    if within is not None:
+        # End data within `within` days of the scheduled end: the first reading from it.
+        until = scheduled + timedelta(days=within) + day
+        return PeriodBounds(
+            first_day=enrolled_on,
+            last_day=scheduled - day,
+            end_designated_from=until + settle,
+            end_from=seoul_midnight(scheduled),
+            end_until=seoul_midnight(until),
+        )
+    return PeriodBounds(first_day=enrolled_on, last_day=scheduled, end_designated_from=scheduled + day + settle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +168,26 @@ def choose_start(readings: Iterable[Candidate], bounds: PeriodBounds, at: dateti
 
 
 def choose_end(
-    readings: Iterable[Candidate], start: Candidate, bounds: PeriodBounds, at: datetime
+    readings: Iterable[Candidate],
+    start: Candidate,
+    bounds: PeriodBounds,
+    at: datetime,
+    ended_on: date | None = None,
 ) -> Candidate | None:
-    """The latest reading within the period and on a later date than the start, once the period has
-    settled at `at` (ties: the highest id); None before then or when there is none."""
+    """The end reading once the period has settled at `at`: the earliest reading from the period's
+    end instant (ties: the lowest id), else the latest within the period (ties: the highest id),
+    on a later date than the start and not after the day the participation ended; None before
+    then or when there is none."""
     if at < bounds.end_designated_at:
         return None
     after_start = seoul_midnight(seoul_date(start.recorded_at) + timedelta(days=1))
-    known = [r for r in _known(readings, bounds, at) if r.recorded_at >= after_start]
+    rs = [r for r in readings if r.verified_at <= at and r.recorded_at >= after_start]
+    if bounds.end_from is not None and bounds.end_until is not None:
+        until = bounds.end_until
+        if ended_on is not None:
+            until = min(until, seoul_midnight(ended_on + timedelta(days=1)))
+        after = [r for r in rs if bounds.end_from <= r.recorded_at < until]
+        if after:
+            return min(after, key=lambda r: (r.recorded_at, r.id))
+    known = [r for r in _known(rs, bounds, at)]
     return max(known, key=lambda r: (r.recorded_at, r.id)) if known else None

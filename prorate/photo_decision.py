@@ -163,3 +163,15 @@ def decide(e: PhotoEvidence) -> PhotoDecision:
     ]
     remarks += [f"odometer_{r}" for r in e.odometer.reasons] + [f"plate_{r}" for r in e.plate.reasons]
     return PhotoDecision(outcome="in_review", reasons=_dedupe(reasons), remarks=_dedupe(remarks))
+
+
+def decide_for_stage(e: PhotoEvidence, *, stage_verified: bool) -> PhotoDecision:
+    """`decide`, for a stage that may already have its verified reading (a start or end photo
+    sent again, or verified by a reviewer meanwhile): a second reading for the stage is never
+    automatic but goes to a reviewer with the reason; photos to retake still ask for a retake."""
+    decision = decide(e)
+    if not stage_verified or decision.outcome == "retake":
+        return decision
+    return PhotoDecision(
+        outcome="in_review", reasons=(*decision.reasons, "stage_already_verified"), remarks=decision.remarks
+    )

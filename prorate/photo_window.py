@@ -6,7 +6,8 @@ sections; this module only applies them. Dates are calendar dates in Asia/Seoul:
 - a photo captured more than `max_capture_age_days` calendar days before its upload is out of
   window, and so is one captured after its upload (beyond a clock-skew allowance);
 - an annual participation's end photos count from `annual_end_opens_after_months` after the start
-  (the start reading's date, or the enrolment date while there is none);
+  (the start reading's date, or the enrolment date while there is none), and, where the rule set
+  has an end-data window (`[periods] annual_end_within_days`, 2021: 10 days), until it closes;
 - a winter season's end photos count from the season's end (1 April) and may be registered until
   its end-data deadline (30 April);
 - a mid or end photo taken before the start reading's date is out of window.
@@ -70,7 +71,10 @@ def end_window(p: ParticipationDates, rules: RuleSet) -> tuple[date | None, date
         season = season_starting(p.season_year, rules.season)
         return season.ends, season.end_data_by
     base = p.start_on or p.enrolled_on
-    return add_months(base, rules.photo_windows.annual_end_opens_after_months), None
+    opens = add_months(base, rules.photo_windows.annual_end_opens_after_months)
+    within = rules.periods.annual_end_within_days
+    # A rule set with an end-data window (2021: 10 days) closes it; the 2022 plan's does not.
+    return opens, (opens + timedelta(days=within) if within is not None else None)
 
 
 def window_reasons(

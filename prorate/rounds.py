@@ -50,6 +50,12 @@ class Round(BaseModel):
         earlier = [m for m in months if m < self.month]
         if earlier:
             return Round(year=self.year, month=earlier[-1])
+        # The year before may have had other rounds (2021 had six); before the first rule set,
+        # this year's months stand in.
+        try:
+            months = rule_set_for(date(self.year - 1, 12, 31)).rounds.months
+        except RuleSetError:
+            pass
         return Round(year=self.year - 1, month=months[-1])
 
     def evaluates_season(self, season: Season) -> bool:

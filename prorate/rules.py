@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from prorate.eligibility_rules import EligibilityRules
+from prorate.period import KM_PLACES, PCT_PLACES
 
 RULES_DIR = Path(__file__).parent / "rules"
 
@@ -47,6 +48,12 @@ def _no_float(v: object) -> object:
 
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(_no_float)]
+
+
+def _multiple_of(x: Decimal, places: int) -> bool:
+    """Whether `x` is a whole number of reported steps (10^-places)."""
+    scaled = x.scaleb(places)
+    return scaled == scaled.to_integral_value()
 
 
 class MonthDay(BaseModel):
@@ -121,8 +128,11 @@ class PhotoWindowRules(BaseModel):
 
 
 class PeriodRules(BaseModel):
-    """How long a period runs when no photo marks its end: connected cars, whose start and end
-    readings are designated from the readings their provider streams (`prorate.period_bounds`)."""
+    """How long a period runs and how its readings' distance is compared with the baseline.
+
+    `annual_months` and `end_settle_days` also bound connected cars' periods, whose start and end
+    readings are designated from the readings their provider streams (`prorate.period_bounds`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -132,6 +142,25 @@ class PeriodRules(BaseModel):
     #: day, so that readings a car buffered while offline have arrived; a reading that arrives
     #: later never moves it.
     end_settle_days: int = Field(ge=0, le=60)
+    #: "days" (일할계산, the 2022 plan): the baseline is the daily average × the days between the
+    #: readings, and a season's distance is prorated to the season's days. "none" (before 2022): the
+    #: baseline covers the scheduled period (`annual_months` after the start; a season's days) and
+    #: the readings' distance is taken as it is.
+    proration: Literal["days", "none"]
+    #: An annual period (e − s) shorter than this is not computed (`period_too_short`).
+    min_annual_days: int = Field(ge=1, le=1200)
+    #: When set, an annual period's end reading must lie within this many days after its
+    #: scheduled end (start + `annual_months`), and not before it (`period_end_outside_window`);
+    #: connected cars' end readings are then looked for from that scheduled end.
+    annual_end_within_days: int | None = Field(default=None, ge=0, le=366)
+
+    @model_validator(mode="after")
+    def _scheduled_end_without_proration(self) -> PeriodRules:
+        # Without proration the baseline is the scheduled period's: a reading far from its end would
+        # compare a distance over one length with a baseline over another.
+        if self.proration == "none" and self.annual_end_within_days is None:
+            raise ValueError("proration = \"none\" needs annual_end_within_days (the end reading's window)")
+        return self
 
 
 class Tier(BaseModel):
@@ -151,9 +180,17 @@ class SeasonRules(BaseModel):
 
     starts: MonthDay
     ends: MonthDay
+    #: Last day of enrolment (in the year the season starts).
     enrol_by: MonthDay
     #: Last day on which the season's end reading may be registered; evaluated after it.
     end_data_by: MonthDay
+    #: The start reading's date must lie in [start_window_opens, start_window_closes], both in the
+    #: year the season starts: a period begun later measures only part of the season.
+    start_window_opens: MonthDay
+    start_window_closes: MonthDay
+    #: The readings must cover at least this share (percent) of the season's days; a shorter
+    #: period is refused, never extrapolated to the season.
+    min_coverage_pct: ExactDecimal = Field(gt=0, le=100)
     max_km: ExactDecimal = Field(gt=0)
     special_points: int = Field(gt=0)
 
@@ -161,7 +198,29 @@ class SeasonRules(BaseModel):
     def _crosses_new_year(self) -> SeasonRules:
         if (self.ends.month, self.ends.day) >= (self.starts.month, self.starts.day):
             raise ValueError("the season must cross the new year (ends before starts in the calendar)")
+        # Month-days on or after `ends` lie in the year the season starts (its December's year).
+        ends = (self.ends.month, self.ends.day)
+        opens = (self.start_window_opens.month, self.start_window_opens.day)
+        closes = (self.start_window_closes.month, self.start_window_closes.day)
+        if not ends <= opens <= closes:
+            raise ValueError(
+                "the start window must lie in the year the season starts, start_window_opens first"
+            )
+        if (self.enrol_by.month, self.enrol_by.day) < ends:
+            raise ValueError("enrol_by must lie in the year the season starts")
+        if not _multiple_of(self.max_km, KM_PLACES):
+            raise ValueError(f"max_km must be a multiple of the reported 0.{'0' * (KM_PLACES - 1)}1 km")
         return self
+
+
+class ParticipationRules(BaseModel):
+    """What becomes of a participation's result when the participation ended."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: False (the national programme's rule): a participation ended by an ownership transfer
+    #: (소유권 이전) before a round's cutoff is not paid by that round (`participation_transferred`).
+    pay_transferred: bool
 
 
 class RoundRules(BaseModel):
@@ -195,6 +254,7 @@ class RuleSet(BaseModel):
     #: None when the rule set has no winter season special points.
     season: SeasonRules | None = None
     rounds: RoundRules
+    participations: ParticipationRules
 
     @field_validator("tiers")
     @classmethod
@@ -208,6 +268,15 @@ class RuleSet(BaseModel):
                 raise ValueError("tier bounds must strictly increase")
             if hi.points < lo.points:
                 raise ValueError("a higher tier must not earn fewer points")
+        # Reported figures are kept inside their tier (prorate.display): every bound must be a
+        # reported figure, and the first tier (above 0) must hold one.
+        for t in v:
+            if not (_multiple_of(t.rate_from_pct, PCT_PLACES) and _multiple_of(t.km_from, KM_PLACES)):
+                raise ValueError("tier bounds must be multiples of the reported 0.01 % and 0.1 km")
+        if len(v) > 1 and (
+            v[1].rate_from_pct < 2 * Decimal(1).scaleb(-PCT_PLACES) or v[1].km_from < 2 * Decimal(1).scaleb(-KM_PLACES)
+        ):
+            raise ValueError("the second tier must start at least two reported steps above 0")
         return v
 
     @model_validator(mode="after")
@@ -265,3 +334,17 @@ def rule_set_for(on: date) -> RuleSet:
         first = all_rule_sets()[0].effective_from
         raise RuleSetError("rules_no_rule_set", f"no rule set covers {on.isoformat()} (the first begins {first})")
     return chosen
+
+
+def rule_set_for_season(season_year: int) -> RuleSet:
+    """The rule set of the winter season that starts in `season_year`: the one in force on the
+    season's first day (as that set defines the season)."""
+    for r in reversed(all_rule_sets()):
+        if r.season is not None and r.effective_from <= r.season.starts.in_year(season_year):
+            return r
+        if r.season is None and r.effective_from.year <= season_year:
+            raise RuleSetError("season_not_in_rules", f"rule set {r.name} has no winter season special points")
+    first = all_rule_sets()[0].effective_from
+    raise RuleSetError(
+        "rules_no_rule_set", f"no rule set covers the {season_year} winter season (the first begins {first})"
+    )

@@ -91,6 +91,17 @@ async def correct_reading(
         return Correction(superseded=old, reading_id=stored.reading_id)
 
 
+async def verified_readings_of(conn: Conn | asyncpg.Pool, vehicle_id: int, limit: int = 200) -> list[asyncpg.Record]:
+    """The car's most recent verified readings, oldest first (what the dispute page charts)."""
+    rows = await conn.fetch(
+        """select id, odometer_m, recorded_at, source from readings
+           where vehicle_id = $1 and status = 'verified' order by recorded_at desc limit $2""",
+        vehicle_id,
+        limit,
+    )
+    return list(reversed(rows))
+
+
 async def readings_of(conn: Conn | asyncpg.Pool, vehicle_id: int, limit: int = 500) -> list[asyncpg.Record]:
     """The car's verified and superseded readings, newest first."""
     return await conn.fetch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,6 +24,17 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
     )
     assert pool is not None
     return pool
+
+
+async def database_now(conn: Conn | asyncpg.Pool) -> datetime:
+    """The database's clock: approval times agree with the `now()` of the rows written with them."""
+    now: datetime = await conn.fetchval("select now()")
+    return now
+
+
+async def ping(conn: Conn | asyncpg.Pool) -> None:
+    """A round trip to the database (readiness)."""
+    await conn.fetchval("select 1")
 
 
 def database_name(url: str) -> str:

@@ -4,10 +4,15 @@ A claim is an UPDATE of the oldest open dispute that nobody holds (or whose hold
 out), chosen with `FOR UPDATE SKIP LOCKED`: two reviewers claiming at the same moment get two
 different disputes, never the same one. Resolving locks the dispute row and requires the
 reviewer to hold it and the dispute to be open, so each dispute is resolved exactly once.
+
+This module is the only writer of `disputes`: photo cases, rollback cases (one open per car) and
+their resolutions are all written here, so the queue's invariants live in one place.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +68,63 @@ async def open_dispute(
         details,
     )
     return dispute_id
+
+
+async def open_rollback(
+    conn: Conn,
+    *,
+    vehicle_id: int,
+    quarantined_reading_id: int,
+    district: str | None,
+    reasons: Sequence[str],
+    details: dict[str, Any],
+) -> int | None:
+    """Open a rollback case for a quarantined decrease, unless the car has one open already (its
+    later decreases wait in quarantine: `open_next_rollback`). None when none was opened.
+
+    `details` goes in as JSON text, so a connection without the JSON codec can call it too."""
+    dispute_id: int | None = await conn.fetchval(
+        """insert into disputes (kind, vehicle_id, quarantined_reading_id, district, reasons, details)
+           select 'rollback', $1, $2, $3, $4, $5::text::jsonb
+           where not exists (select 1 from disputes
+                             where vehicle_id = $1 and kind = 'rollback' and status = 'open')
+           returning id""",
+        vehicle_id,
+        quarantined_reading_id,
+        district,
+        list(reasons),
+        json.dumps(details),
+    )
+    return dispute_id
+
+
+async def open_next_rollback(conn: Conn, vehicle_id: int) -> int | None:
+    """Telematics keeps one open rollback case per car; once it is resolved, the car's next
+    decrease waiting in quarantine becomes the next case."""
+    dispute_id: int | None = await conn.fetchval(
+        """insert into disputes (kind, vehicle_id, quarantined_reading_id, district, reasons, details)
+           select 'rollback', q.vehicle_id, q.id, v.district, q.reasons,
+                  jsonb_build_object('reading', jsonb_build_object('odometer_m', q.odometer_m,
+                                                                   'recorded_at', q.recorded_at))
+           from quarantined_readings q join vehicles v on v.id = q.vehicle_id
+           where q.vehicle_id = $1 and q.review_status = 'open'
+             and not exists (select 1 from disputes where quarantined_reading_id = q.id)
+             and not exists (select 1 from disputes where vehicle_id = $1 and kind = 'rollback' and status = 'open')
+           order by q.recorded_at, q.id
+           limit 1
+           returning id""",
+        vehicle_id,
+    )
+    return dispute_id
+
+
+async def drop_open_cases_about(conn: Conn, quarantined_reading_ids: list[int]) -> None:
+    """Delete the open cases about these quarantined readings (a provider's unverified data
+    deleted when consent is withdrawn); resolved cases stay, they are part of a decision."""
+    await conn.execute(
+        "delete from disputes where quarantined_reading_id = any($1::int8[]) and status = 'open'",
+        quarantined_reading_ids,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +183,23 @@ async def count_open(conn: Conn | asyncpg.Pool, f: QueueFilter) -> int:
     where, params = f.sql(1)
     n: int = await conn.fetchval(f"select count(*) from disputes where status = 'open'{where}", *params)
     return n
+
+
+async def open_districts(conn: Conn | asyncpg.Pool, limit: int = 100) -> list[str]:
+    """The districts that have open disputes: the queue page's district filter offers these."""
+    rows = await conn.fetch(
+        "select distinct district from disputes where status = 'open' and district is not null order by 1 limit $1",
+        limit,
+    )
+    return [r["district"] for r in rows]
+
+
+async def open_reasons(conn: Conn | asyncpg.Pool, limit: int = 100) -> list[str]:
+    """The reasons of open disputes: the queue page's reason filter offers these."""
+    rows = await conn.fetch(
+        "select distinct unnest(reasons) as reason from disputes where status = 'open' order by 1 limit $1", limit
+    )
+    return [r["reason"] for r in rows]
 
 
 async def get_dispute(conn: Conn | asyncpg.Pool, dispute_id: int) -> asyncpg.Record | None:
@@ -287,3 +366,23 @@ async def add_label(
 
 async def labels(conn: Conn | asyncpg.Pool, limit: int = 1000) -> list[asyncpg.Record]:
     return await conn.fetch("select * from ocr_labels order by id limit $1", limit)
+
+
+async def labels_for_calibration(
+    conn: Conn | asyncpg.Pool, kind: str | None = None, limit: int = 5000
+) -> list[asyncpg.Record]:
+    """What reviewers established about photos, for refitting the OCR's claim thresholds
+    (`carmileage ocr calibrate`): the latest label per photo and kind, newest photos first."""
+    return await conn.fetch(
+        """select * from (
+               select distinct on (photo_sha256, kind)
+                      photo_sha256, kind, true_value, ocr_value, source, labelled_at
+               from ocr_labels
+               where $1::text is null or kind = $1
+               order by photo_sha256, kind, id desc
+           ) latest
+           order by labelled_at desc, photo_sha256
+           limit $2""",
+        kind,
+        limit,
+    )

@@ -11,7 +11,10 @@ Steps, all in one transaction (`evaluate_round`):
 1. `stage_round`: the candidates (end reading verified before the round's cutoff; season
    participations only once their end-data window has closed) with their inputs, problems and
    figures, in temporary tables; those whose current result was computed from the same inputs
-   (readings, odometers, dates, rule set, baseline) are unchanged and drop out.
+   (readings, odometers, dates, rule set, baseline) are unchanged and drop out. Problems are the
+   inputs that cannot be computed, then (for the others) what the rule set refuses to pay: a
+   period too short, a partial season, an ended or transferred participation. Reported figures
+   are kept inside their tier by the rule of `prorate.display`.
 2. `write_chunk`: results, their outbox rows and superseded marks for a range of participation
    ids (so a progress bar can move), two statements whatever the range's size.
 3. `record_run`: the run and the participations it could not evaluate.
@@ -29,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from prorate.districts import district_tables
+from prorate.period import KM_PLACES, PCT_PLACES
 from prorate.rounds import Round
 from prorate.rules import RuleSet, all_rule_sets
 from prorate.season import season_starting
@@ -46,7 +50,8 @@ create temp table ev_rules (
 ) on commit drop;
 create temp table ev_seasons (
     rule_set text not null, season_year integer not null, starts date not null, ends date not null,
-    previous_ends date not null, end_by date not null, primary key (rule_set, season_year)
+    previous_ends date not null, end_by date not null, enrol_by date not null,
+    start_opens date not null, start_closes date not null, primary key (rule_set, season_year)
 ) on commit drop;
 create temp table ev_districts (
     rule_set text not null, district text not null, num numeric not null, den numeric not null,
@@ -95,7 +100,10 @@ async def load_rule_tables(conn: Conn, sets: tuple[RuleSet, ...] | None = None) 
         if rs is None or rs.season is None or row["season_year"] is None:
             continue
         se = season_starting(row["season_year"], rs.season)
-        seasons.append((rs.name, row["season_year"], se.starts, se.ends, se.previous_ends, se.end_data_by))
+        seasons.append(
+            (rs.name, row["season_year"], se.starts, se.ends, se.previous_ends, se.end_data_by, se.enrol_by,
+             se.start_opens, se.start_closes)
+        )
     await conn.execute(_RULE_TABLES)
     await conn.copy_records_to_table("ev_rules", records=rules)
     await conn.copy_records_to_table("ev_seasons", records=seasons)
@@ -116,6 +124,7 @@ def _reading_date(alias: str) -> str:
 # Inputs of every candidate ($1: the round's cutoff), with the season's own dates.
 _INPUTS = f"""
 select p.id as participation_id, p.program, p.season_year, p.rule_set, p.vehicle_id,
+       p.enrolled_on, p.ended_on, p.end_reason,
        v.owner_id, v.district, p.baseline_daily_km as override_km,
        v.first_registration_date as reg_date, v.acquired_date as acq_date,
        v.acquired_odometer_m as acq_m,
@@ -127,7 +136,9 @@ select p.id as participation_id, p.program, p.season_year, p.rule_set, p.vehicle
        r.rule_set is not null as rules_known, r.min_history_months, r.district_table,
        r.has_season, r.s_max_m, r.s_points,
        se.starts as season_starts, se.ends as season_ends,
-       se.previous_ends as season_previous_ends, se.end_by as season_end_by
+       se.previous_ends as season_previous_ends, se.end_by as season_end_by,
+       se.enrol_by as season_enrol_by, se.start_opens as season_start_opens,
+       se.start_closes as season_start_closes
 from participations p
 join vehicles v on v.id = p.vehicle_id
 join readings re on re.id = p.end_reading_id
@@ -137,9 +148,13 @@ left join ev_seasons se on se.rule_set = p.rule_set and se.season_year = p.seaso
 where re.verified_at < $1
 """
 
-# Problems (in the order prorate raises them) and the baseline's derivation.
+# Problems (in the order prorate raises them) and the baseline's derivation. `problem`: inputs
+# that cannot be computed; `rule_problem`: inputs the rule set refuses to pay (checked only where
+# the current result was not computed from the same inputs, so a result paid before a rule came
+# in is not listed again by every round).
 _BASELINE = """
-select i.*, b.method, b.num, b.den, b.hist_from, b.hist_days, b.hist_m, pr.problem
+select i.*, b.method, b.num, b.den, b.hist_from, b.hist_days, b.hist_m, pr.problem, rp.rule_problem,
+       {proration}
 from i
 left join ev_districts d on d.rule_set = i.rule_set and d.district = i.district
 cross join lateral (select coalesce(i.acq_date, i.reg_date) as hist_from) h
@@ -175,6 +190,8 @@ cross join lateral (
         when i.e_date > i.season_end_by then 'season_end_too_late'
     end) as problem
 ) pr
+cross join lateral (select {scheduled_end} as scheduled_end) n
+cross join lateral (select {rule_problem} as rule_problem) rp
 cross join lateral (
     select case when i.override_km is not null then 'override'
                 when s.short then 'district'
@@ -229,23 +246,139 @@ def _tier_sql(sets: tuple[RuleSet, ...]) -> tuple[str, str, str]:
     )
 
 
+def _scheduled_sql(sets: tuple[RuleSet, ...]) -> str:
+    """SQL for an annual period's scheduled end (`s` + `annual_months`), only for the rule sets
+    that use it (no day-proration, or an end-data window): null elsewhere, at no cost."""
+    arms = [
+        f"when {_lit(r.name)} then (i.s_date + interval '{r.periods.annual_months} months')::date"
+        for r in sets
+        if r.periods.proration == "none" or r.periods.annual_end_within_days is not None
+    ]
+    return f"case i.rule_set {' '.join(arms)} end" if arms else "null::date"
+
+
+def _proration_sql(sets: tuple[RuleSet, ...]) -> str:
+    """SQL for the days the baseline covers (`bdays`) and the season factor (sf_num / sf_den),
+    computed once per row where the baseline is materialised: under day-proration the days
+    between the readings and season_days / days; without it the scheduled period's days (an
+    annual period's months, a season's days) and 1."""
+    unprorated = [_lit(r.name) for r in sets if r.periods.proration == "none"]
+    days = "i.e_date - i.s_date"
+    if not unprorated:
+        return f"{days} as bdays, i.season_ends - i.season_starts as sf_num, {days} as sf_den"
+    none = f"i.rule_set in ({', '.join(unprorated)})"
+    return f"""case when not {none} then {days}
+                when i.program = 'season' then i.season_ends - i.season_starts
+                else n.scheduled_end - i.s_date end as bdays,
+           case when {none} then 1 else i.season_ends - i.season_starts end as sf_num,
+           case when {none} then 1 else {days} end as sf_den"""
+
+
+def _rule_problem_sql(sets: tuple[RuleSet, ...]) -> str:
+    """SQL for what a rule set refuses to pay (after the inputs' problems), in prorate's order:
+    `check_annual_period` / `check_season_rules`, then `check_participation` (prorate.calc).
+
+    Generated per rule set with its figures as literals, so the round carries no rule columns;
+    an active participation (no end reason) skips the participation checks at once.
+    """
+    arms = []
+    for r in sorted(sets, key=lambda x: x.effective_from, reverse=True):  # (most rows: the newest)
+        annual = [f"when i.e_date - i.s_date < {r.periods.min_annual_days} then 'period_too_short'"]
+        within = r.periods.annual_end_within_days
+        if within is not None:
+            annual.append(
+                f"when i.e_date < n.scheduled_end or i.e_date > n.scheduled_end + {within} "
+                "then 'period_end_outside_window'"
+            )
+        season = ["when true then null"]
+        if r.season is not None:
+            season = [
+                "when i.enrolled_on > i.season_enrol_by then 'season_enrolled_late'",
+                "when i.s_date < i.season_start_opens or i.s_date > i.season_start_closes"
+                " then 'season_start_outside_window'",
+                "when 100 * greatest(0, least(i.e_date, i.season_ends) - greatest(i.s_date, i.season_starts)) "
+                f"< {_num(r.season.min_coverage_pct)} * (i.season_ends - i.season_starts) then 'season_coverage_too_low'",
+            ]
+        ended = [
+            "when i.end_reason = 'ownership_refused' then 'participation_ownership_refused'",
+            "when i.ended_on < i.e_date then 'participation_ended_early'",
+        ]
+        if not r.participations.pay_transferred:
+            ended.append("when i.end_reason = 'ownership_transfer' and i.ended_on < $2 then 'participation_transferred'")
+        arms.append(
+            f"when {_lit(r.name)} then coalesce("
+            f"case when i.program = 'annual' then case {' '.join(annual)} end else case {' '.join(season)} end end, "
+            f"case when i.end_reason is not null then case {' '.join(ended)} end end)"
+        )
+    return f"case i.rule_set {' '.join(arms)} end"
+
+
+def _shown_sql(sets: tuple[RuleSet, ...]) -> tuple[str, str, str]:
+    """SQL for the reported reduction (km), rate (%) and season km of a staged row `o`, by the
+    rule of `prorate.display`: rounded half up once per row (`d`), then kept inside the exact
+    value's band.
+
+    Tier bounds are reported figures, so rounding crosses a bound only by landing on it from
+    below: a positive reduction whose rounded figure is a tier bound it has not reached reads one
+    step less (the exact comparison on the staged integers is made only then), and one that
+    rounds to 0 reads one step. Rounding never takes a reduction ≤ 0 above 0, nor a value below
+    its own tier's bound. A season distance over the limit reads at least the limit plus one
+    step; one within it never rounds above it.
+    """
+    km_step, pct_step = _num(Decimal(1).scaleb(-KM_PLACES)), _num(Decimal(1).scaleb(-PCT_PLACES))
+
+    def bound_of(column: str, bounds: Callable[[RuleSet], list[Decimal]]) -> str:
+        """`column` equals one of the row's rule set's bounds (one IN list when all sets agree)."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for r in sets:
+            groups.setdefault(tuple(_num(b) for b in bounds(r)), []).append(_lit(r.name))
+        tests = {k: (f"{column} in ({', '.join(k)})" if k else "false") for k in groups}
+        if len(groups) == 1:
+            return next(iter(tests.values()))
+        arms = " ".join(f"when o.rule_set in ({', '.join(names)}) then {tests[k]}" for k, names in groups.items())
+        return f"(case {arms} else false end)"
+
+    on_km = bound_of("d.km", lambda r: [t.km_from for t in r.tiers[1:]])
+    on_pct = bound_of("d.pct", lambda r: [t.rate_from_pct for t in r.tiers[1:]])
+    s_max = " ".join(f"when {_lit(r.name)} then {_num(r.season.max_km)}" for r in sets if r.season is not None)
+    season_max = f"case o.rule_set {s_max} end" if s_max else "null::numeric"
+    reduction = f"""case when o.rnum <= 0 then d.km
+                         when d.km <= 0 then {km_step}
+                         when {on_km} and o.rnum < d.km * 1000 * o.den then d.km - {km_step}
+                         else d.km end"""
+    rate = f"""case when o.rnum <= 0 then d.pct
+                    when d.pct <= 0 then {pct_step}
+                    when {on_pct} and 100 * o.rnum < d.pct * o.bnum then d.pct - {pct_step}
+                    else d.pct end"""
+    season = f"case when o.special_points = 0 then greatest(d.season_km, {season_max} + {km_step}) else d.season_km end"
+    return reduction, rate, season
+
+
 def _stage_sql(sets: tuple[RuleSet, ...]) -> str:
     """One statement stages the round: inputs, problems, baseline, exact figures and a state.
 
     The inputs and the baseline are materialised once: inlined, every reference to a derived
     column (a date, the daily average) would recompute its whole expression.
 
-    Figures are integers: B = baseline × den, R = reduction × den. The state is 'waiting' (a
-    season whose end-data window is still open on $2, the round's first day), 'problem',
-    'unchanged' (the current result was computed from the same inputs) or 'write'.
+    Figures are integers: B = baseline × den, R = reduction × den. The baseline covers `bdays`:
+    the days between the readings under day-proration, else the scheduled period's (an annual
+    period's months, a season's days). A season's distance is actual × sf_num / sf_den
+    (season_days / days under day-proration, else 1). The state is 'waiting' (a season whose
+    end-data window is still open on $2, the round's first day), 'problem', 'unchanged' (the
+    current result was computed from the same inputs) or 'write'.
     """
     i_rate, i_amount, points = _tier_sql(sets)
+    baseline = (
+        _BASELINE.replace("{scheduled_end}", _scheduled_sql(sets))
+        .replace("{rule_problem}", _rule_problem_sql(sets))
+        .replace("{proration}", _proration_sql(sets))
+    )
     return f"""
 create temp table ev_out on commit drop as
-with i as materialized ({_INPUTS}), c as materialized ({_BASELINE}), f as (
+with i as materialized ({_INPUTS}), c as materialized ({baseline}), f as (
     select c.*, c.e_date - c.s_date as days, c.end_m - c.start_m as actual_m,
-           c.num * (c.e_date - c.s_date) as bnum,
-           c.num * (c.e_date - c.s_date) - (c.end_m - c.start_m) * c.den as rnum,
+           c.num * c.bdays as bnum,
+           c.num * c.bdays - (c.end_m - c.start_m) * c.den as rnum,
            c.season_ends - c.season_starts as season_days,
            coalesce(c.program = 'season' and c.season_end_by >= $2, false) as waiting
     from c
@@ -256,9 +389,10 @@ with i as materialized ({_INPUTS}), c as materialized ({_BASELINE}), f as (
 )
 -- (only what the writes and the counts read: a narrow row halves the temporary table)
 select h.participation_id, h.program, h.rule_set, h.season_year, h.vehicle_id, h.owner_id,
-       h.district, h.start_id, h.end_id, h.start_m, h.end_m, h.s_date, h.e_date, h.problem,
-       h.method, h.num, h.den, h.hist_from, h.hist_days, h.hist_m, h.district_table, h.days,
-       h.actual_m, h.bnum, h.rnum, h.season_days,
+       h.district, h.start_id, h.end_id, h.start_m, h.end_m, h.s_date, h.e_date,
+       coalesce(h.problem, h.rule_problem) as problem,
+       h.method, h.num, h.den, h.hist_from, h.hist_days, h.hist_m, h.district_table, h.days, h.bdays,
+       h.actual_m, h.bnum, h.rnum, h.season_days, h.sf_num, h.sf_den,
        cur.id as prev_result_id, cur.event_id as prev_event_id,
        coalesce(cur.version, 0) + 1 as version,
        case when h.earns then {points} else 0 end as points,
@@ -266,7 +400,7 @@ select h.participation_id, h.program, h.rule_set, h.season_year, h.vehicle_id, h
             when not h.earns then 'none'
             when h.i_rate = h.i_amount then 'rate_and_amount'
             when h.i_rate > h.i_amount then 'rate' else 'amount' end as tier_by,
-       case when h.program = 'season' and h.actual_m * h.season_days <= h.s_max_m * h.days
+       case when h.program = 'season' and h.actual_m * h.sf_num <= h.s_max_m * h.sf_den
             then h.s_points else 0 end as special_points,
        case when h.waiting then 'waiting'
             when h.problem is not null then 'problem'
@@ -278,6 +412,7 @@ select h.participation_id, h.program, h.rule_set, h.season_year, h.vehicle_id, h
                      (h.rule_set, h.program, h.season_year, h.start_id, h.start_m, h.s_date,
                       h.end_id, h.end_m, h.e_date, h.method, h.num, h.den)
                  then 'unchanged'
+            when h.rule_problem is not null then 'problem'
             else 'write' end as state
 from h
 -- The current result: a new version and the mark on the old one are written together.
@@ -285,11 +420,12 @@ left join period_results cur on cur.participation_id = h.participation_id and cu
 """
 
 
-_INDEX_OUT = "create unique index on ev_out (participation_id) where state = 'write'"
-
-# Results and their outbox rows in one statement; the outbox payload is rendered from the
-# immutable result when it is sent (cm_result_payload), so the round writes no JSON.
-_WRITE_RESULTS = """
+def _write_sql(sets: tuple[RuleSet, ...]) -> str:
+    """Results and their outbox rows in one statement; the outbox payload is rendered from the
+    immutable result when it is sent (cm_result_payload), so the round writes no JSON. Reported
+    figures are computed once (`d`) and kept inside their tier (`_shown_sql`)."""
+    reduction, rate, season = _shown_sql(sets)
+    return f"""
 with written as (
     insert into period_results (
         participation_id, version, round, program, rule_set, start_reading_id, end_reading_id,
@@ -297,28 +433,40 @@ with written as (
         reduction_rate_pct, points, special_points, event_id, supersedes_event_id,
         start_odometer_m, end_odometer_m,
         vehicle_id, owner_id, district, tier_by, season_year, season_days, season_km,
-        baseline_method, baseline_num, baseline_den, history_from, history_days, history_m, district_table)
+        baseline_method, baseline_num, baseline_den, history_from, history_days, history_m, district_table,
+        baseline_days)
     select o.participation_id, o.version, $3, o.program, o.rule_set, o.start_id, o.end_id,
            o.s_date, o.e_date, o.days,
            cm_round_half_up(o.num, o.den * 1000, 4),
            cm_round_half_up(o.bnum, o.den * 1000, 1),
            cm_round_half_up(o.actual_m, 1000, 1),
-           cm_round_half_up(o.rnum, o.den * 1000, 1),
-           case when o.bnum <> 0 then cm_round_half_up(100 * o.rnum, o.bnum, 2) end,
+           {reduction},
+           case when o.bnum <> 0 then {rate} end,
            o.points, o.special_points, gen_random_uuid(), o.prev_event_id, o.start_m, o.end_m,
            o.vehicle_id, o.owner_id, o.district, o.tier_by,
            o.season_year,
            case when o.program = 'season' then o.season_days end,
-           case when o.program = 'season'
-                then cm_round_half_up(o.actual_m * o.season_days, o.days * 1000, 1) end,
+           case when o.program = 'season' then {season} end,
            o.method, o.num, o.den, o.hist_from, o.hist_days, o.hist_m,
-           case when o.method = 'district' then o.district_table end
-    from ev_out o where o.state = 'write' and o.participation_id between $1 and $2
+           case when o.method = 'district' then o.district_table end,
+           o.bdays
+    from ev_out o
+    cross join lateral (
+        select cm_round_half_up(o.rnum, o.den * 1000, {KM_PLACES}) as km,
+               case when o.bnum <> 0 then cm_round_half_up(100 * o.rnum, o.bnum, {PCT_PLACES}) end as pct,
+               case when o.program = 'season'
+                    then cm_round_half_up(o.actual_m * o.sf_num, o.sf_den * 1000, {KM_PLACES}) end as season_km
+        offset 0  -- (not pulled up: each figure is rounded once, however often it is read)
+    ) d
+    where o.state = 'write' and o.participation_id between $1 and $2
     returning id, event_id, supersedes_event_id
 )
 insert into outbox (event_id, kind, period_result_id, supersedes_event_id)
 select event_id, 'period_result', id, supersedes_event_id from written
 """
+
+
+_INDEX_OUT = "create unique index on ev_out (participation_id) where state = 'write'"
 
 _MARK_SUPERSEDED = """
 update period_results old set superseded_by = new.id
@@ -362,6 +510,14 @@ _PROBLEM_TEXT = {
     "season_no_overlap": "the readings do not overlap the participation's season",
     "season_several": "the readings span more than one winter season",
     "season_end_too_late": "the end reading is after the season's end-data deadline",
+    "period_too_short": "the period is shorter than the rule set's minimum for an annual result",
+    "period_end_outside_window": "the end reading is not within the rule set's window after the scheduled end",
+    "season_enrolled_late": "enrolled after the season's enrolment deadline",
+    "season_start_outside_window": "the start reading is outside the season's start window",
+    "season_coverage_too_low": "the readings cover too little of the season (never extrapolated from a few days)",
+    "participation_ownership_refused": "the member's ownership of the car was refused: never paid",
+    "participation_ended_early": "the participation ended before its end reading",
+    "participation_transferred": "the car's ownership was transferred before the round: a transferred car is not paid",
 }
 
 
@@ -413,10 +569,12 @@ async def stage_round(conn: Conn, rnd: Round, sets: tuple[RuleSet, ...] | None =
     )
 
 
-async def write_chunk(conn: Conn, rnd: Round, first_id: int, last_id: int) -> int:
+async def write_chunk(
+    conn: Conn, rnd: Round, first_id: int, last_id: int, sets: tuple[RuleSet, ...] | None = None
+) -> int:
     """Write the staged participations with ids in [first_id, last_id]: results, outbox rows and
     superseded marks; returns how many results were written."""
-    status = await conn.execute(_WRITE_RESULTS, first_id, last_id, rnd.name)
+    status = await conn.execute(_write_sql(sets if sets is not None else all_rule_sets()), first_id, last_id, rnd.name)
     await conn.execute(_MARK_SUPERSEDED, first_id, last_id)
     return int(status.split()[-1])
 
@@ -519,7 +677,7 @@ async def evaluate_round(
             lo, hi = staged.first_id, staged.last_id
             width = max(1, -(-(hi - lo + 1) // chunks))
             for first in range(lo, hi + 1, width):
-                written = await write_chunk(conn, rnd, first, min(first + width - 1, hi))
+                written = await write_chunk(conn, rnd, first, min(first + width - 1, hi), sets)
                 if on_progress:
                     on_progress(written)
             await record_run(conn, staged, started_at, operator)

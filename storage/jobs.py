@@ -95,6 +95,16 @@ async def fail_job(
     return retry
 
 
+async def hand_back_jobs(conn: Conn | asyncpg.Pool, job_ids: list[int]) -> None:
+    """Queue jobs a stopping worker still held again at once, without counting the attempt, rather
+    than leaving them to wait for their lease to run out."""
+    await conn.execute(
+        """update ocr_jobs set status = 'queued', lease_until = null, attempts = greatest(attempts - 1, 0)
+           where id = any($1::bigint[]) and status = 'running'""",
+        job_ids,
+    )
+
+
 async def give_up_job(conn: Conn, job_id: int, error: str) -> None:
     await conn.execute(
         """update ocr_jobs set status = 'failed', last_error = $2, lease_until = null, updated_at = now()

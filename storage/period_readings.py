@@ -54,7 +54,7 @@ create temp table pr_superseded (
 create temp table pr_bounds (
     rule_set text not null, program text not null, enrolled_on date not null, season_key integer not null,
     starts_at timestamptz not null, ends_at timestamptz not null, last_day date not null,
-    end_designated_at timestamptz not null,
+    end_designated_at timestamptz not null, end_from timestamptz, end_until timestamptz,
     primary key (rule_set, program, enrolled_on, season_key)
 ) on commit drop;
 """
@@ -148,7 +148,11 @@ select f.*,
        end as start_at
 from (
     select p.id, p.vehicle_id, p.start_reading_id as old_start, p.end_reading_id as old_end,
-           b.starts_at, b.ends_at,
+           b.starts_at, b.ends_at, b.end_from,
+           -- (an ended participation is measured up to the day it ended)
+           case when p.status = 'ended' and b.end_until is not null
+                then least(b.end_until, ((p.ended_on + 1)::timestamp at time zone 'Asia/Seoul'))
+                else b.end_until end as end_until,
            p.start_reading_id is not null and xs.participation_id is null as start_kept,
            (p.start_reading_id is null or xs.participation_id is not null)
            and coalesce(k.for_start, false)
@@ -181,14 +185,15 @@ from (
 where f.need_start or f.need_end
 """
 
-# 5. The readings the rule chooses ($1: as of; [$2, $3): the union of the periods, constants that
-# prune the month partitions once, when the statement starts, not on every look-up): the start
-# first, then the end, placed after the start (the one just chosen, or the one kept). A gating
-# condition inside each look-up skips it where nothing is due.
+# 5. The readings the rule chooses ($1: as of; [$2, $3): the union of the periods and their end
+# windows, constants that prune the month partitions once, when the statement starts, not on every
+# look-up): the start first, then the end, placed after the start (the one just chosen, or the one
+# kept): the earliest reading from the period's end instant where it has one, else the latest
+# within it. A gating condition inside each look-up skips it where nothing is due.
 _CHOOSE = """
 create temp table pr_chosen on commit drop as
 select w.id, w.old_start, w.old_end, s.id as new_start, s.recorded_at as new_start_at,
-       e.id as new_end, e.recorded_at as new_end_at
+       coalesce(ea.id, eb.id) as new_end, coalesce(ea.recorded_at, eb.recorded_at) as new_end_at
 from pr_work w
 left join lateral (
     select r.id, r.recorded_at from readings r
@@ -199,13 +204,20 @@ left join lateral (
 cross join lateral (select coalesce(s.recorded_at, w.start_at) as start_at) st
 left join lateral (
     select r.id, r.recorded_at from readings r
-    where w.need_end and st.start_at is not null
+    where w.need_end and st.start_at is not null and w.end_from is not null
+      and r.vehicle_id = w.vehicle_id and r.status = 'verified' and r.verified_at <= $1
+      and r.recorded_at >= w.end_from and r.recorded_at < w.end_until
+      and r.recorded_at >= $2 and r.recorded_at < $3
+    order by r.recorded_at limit 1) ea on true
+left join lateral (
+    select r.id, r.recorded_at from readings r
+    where w.need_end and st.start_at is not null and ea.id is null
       and r.vehicle_id = w.vehicle_id and r.status = 'verified' and r.verified_at <= $1
       and r.recorded_at >= (((st.start_at at time zone 'Asia/Seoul')::date + 1)::timestamp at time zone 'Asia/Seoul')
       and r.recorded_at >= w.starts_at and r.recorded_at < w.ends_at
       and r.recorded_at >= $2 and r.recorded_at < $3
-    order by r.recorded_at desc limit 1) e on true
-where s.id is not null or e.id is not null
+    order by r.recorded_at desc limit 1) eb on true
+where s.id is not null or ea.id is not null or eb.id is not null
 """
 
 # 6. One update per participation, re-checking the pointers it read (a photo decision that set one
@@ -287,7 +299,7 @@ def _bounds_rows(
             continue
         rows.append(
             (k["rule_set"], k["program"], k["enrolled_on"], k["season_year"] or 0,
-             b.starts_at, b.ends_at, b.last_day, b.end_designated_at)
+             b.starts_at, b.ends_at, b.last_day, b.end_designated_at, b.end_from, b.end_until)
         )
     return rows, unbounded
 
@@ -313,7 +325,9 @@ async def designate_periods(
     await conn.execute("analyze pr_bounds; analyze pr_superseded")
     await conn.execute(_WORK, at)
     await conn.execute("analyze pr_work")
-    window = await conn.fetchrow("select min(starts_at) as lo, max(ends_at) as hi from pr_work")
+    window = await conn.fetchrow(
+        "select min(starts_at) as lo, max(greatest(ends_at, end_until)) as hi from pr_work"
+    )
     assert window is not None
     await conn.execute(_CHOOSE, at, window["lo"], window["hi"])
     await conn.execute("analyze pr_chosen")

@@ -65,6 +65,11 @@ async def record_photo(
     )
 
 
+async def get_photo(conn: Conn | asyncpg.Pool, sha256: str) -> asyncpg.Record | None:
+    """A stored photo's facts (type, size, capture time); the bytes are in the blob store."""
+    return await conn.fetchrow("select * from photos where sha256 = $1", sha256)
+
+
 async def update_photo_facts(
     conn: Conn,
     sha256: str,

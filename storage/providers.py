@@ -17,8 +17,10 @@ from datetime import datetime
 import asyncpg
 
 from storage.db import Conn
+from storage.disputes import drop_open_cases_about
 from storage.readings import lock_vehicles
 from storage.secret_box import SecretBox
+from storage.vehicles import active_vehicles_by_vin
 
 MAX_ACTIVE_SECRETS = 2
 
@@ -244,9 +246,7 @@ async def withdraw_consents(conn: Conn, provider_id: int, vins: Sequence[str]) -
     """
     vins = sorted(set(vins))
     async with conn.transaction():
-        vehicles = await conn.fetch(
-            "select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins
-        )
+        vehicles = await active_vehicles_by_vin(conn, vins)
         ids = [r["id"] for r in vehicles]
         await lock_vehicles(conn, ids)
         await conn.execute(
@@ -269,10 +269,7 @@ async def withdraw_consents(conn: Conn, provider_id: int, vins: Sequence[str]) -
             )
         ]
         if doomed:
-            await conn.execute(
-                "delete from disputes where quarantined_reading_id = any($1::int8[]) and status = 'open'",
-                doomed,
-            )
+            await drop_open_cases_about(conn, doomed)
             await conn.execute(
                 "update provider_events set quarantine_id = null where provider_id = $1 and quarantine_id = any($2::int8[])",
                 provider_id,

@@ -25,7 +25,6 @@ rolls the batch back and retries it, and the retry sees the winner's rows as dup
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any, Literal, NamedTuple
 import asyncpg
 
 from storage.db import Conn
+from storage.disputes import open_rollback
 from telematics.batch import Candidate, Decision, decide_batch
 from telematics.checks import (
     DEFAULT_LIMITS,
@@ -270,22 +270,16 @@ async def _open_rollback(
     before: Point | None,
     after: Point | None,
 ) -> int | None:
-    """One open rollback case per car: later decreases join the open one (same vehicle's queue)."""
-    dispute_id: int | None = await conn.fetchval(
-        """insert into disputes (kind, vehicle_id, quarantined_reading_id, district, reasons, details)
-           select 'rollback', $1, $2, $3, $4, $5::text::jsonb
-           where not exists (select 1 from disputes
-                             where vehicle_id = $1 and kind = 'rollback' and status = 'open')
-           returning id""",
-        vehicle_id,
-        quarantine_id,
-        district,
-        list(reasons),
-        json.dumps(
-            {"reading": _point_json(candidate), "before": _point_json(before), "after": _point_json(after)}
-        ),
+    """The car's rollback case (`storage.disputes`, the one writer of disputes), with the
+    decrease and its neighbours as evidence."""
+    return await open_rollback(
+        conn,
+        vehicle_id=vehicle_id,
+        quarantined_reading_id=quarantine_id,
+        district=district,
+        reasons=reasons,
+        details={"reading": _point_json(candidate), "before": _point_json(before), "after": _point_json(after)},
     )
-    return dispute_id
 
 
 async def _count(
@@ -510,6 +504,9 @@ async def store_batch(
     raise AssertionError("unreachable")
 
 
+_new = tuple.__new__
+
+
 class _Staged(NamedTuple):
     """A reading of the batch with its car found (None: no active car has its VIN)."""
 
@@ -521,22 +518,11 @@ class _Staged(NamedTuple):
     district: str | None
 
 
-class _Found(NamedTuple):
-    """What the look-ups said about one staged reading."""
-
-    consent: Consent = "missing"
-    seen: bool = False
-    stored_id: int | None = None
-    before: Point | None = None
-    before_id: int | None = None
-    after: Point | None = None
-
-
-_NOT_FOUND = _Found()
-
-
-async def _look_up(conn: Conn, staged: list[_Staged], now: datetime, limits: Limits, thorough: bool) -> dict[int, _Found]:
-    """_LOOKUP for every reading of the batch, by its position in the batch.
+async def _look_up(
+    conn: Conn, staged: list[_Staged], now: datetime, limits: Limits, thorough: bool
+) -> dict[int, Candidate]:
+    """_LOOKUP for every reading of the batch: the candidate `decide_batch` judges, by its
+    position in the batch.
 
     Recent readings share one window; older ones (late uploads) are looked up without a lower
     bound. A previous reading older than the window is then looked for where none was found.
@@ -546,7 +532,7 @@ async def _look_up(conn: Conn, staged: list[_Staged], now: datetime, limits: Lim
     # Readings of unknown cars only need their event looked up: any window does.
     recent = [st for st in staged if st.vehicle_id is None or st.reading.recorded_at >= recent_from]
     old = [st for st in staged if st.vehicle_id is not None and st.reading.recorded_at < recent_from]
-    found: dict[int, _Found] = {}
+    found: dict[int, Candidate] = {}
     groups = []
     if recent:
         earliest = min((st.reading.recorded_at for st in recent if st.vehicle_id is not None), default=now)
@@ -555,22 +541,36 @@ async def _look_up(conn: Conn, staged: list[_Staged], now: datetime, limits: Lim
         groups.append((datetime.min.replace(tzinfo=UTC), old))
     for lo, group in groups:
         top = max([hi] + [st.reading.recorded_at for st in group if st.vehicle_id is not None])
-        arrays: tuple[list[Any], ...] = (
-            [st.provider_id for st in group],
-            [st.vehicle_id for st in group],
-            [st.reading.recorded_at for st in group],
-        )
+        provider_ids: list[int] = []
+        vehicle_ids: list[int | None] = []
+        instants: list[datetime] = []
+        for _, provider_id, reading, _, vehicle_id, _ in group:
+            provider_ids.append(provider_id)
+            vehicle_ids.append(vehicle_id)
+            instants.append(reading.recorded_at)
+        arrays: tuple[list[Any], ...] = (provider_ids, vehicle_ids, instants)
         if thorough:
             arrays += ([st.reading.event_id for st in group], [st.reading.odometer_m for st in group])
         for r in await conn.fetch(_LOOKUP_THOROUGH if thorough else _LOOKUP_FAST, lo, top, *arrays):
             b_at, a_at = r["b_at"], r["a_at"]
-            found[group[r["ord"] - 1].position] = _Found(
-                consent="missing" if not r["consent_row"] else "withdrawn" if r["withdrawn"] else "granted",
-                seen=bool(r["seen"]),
-                stored_id=r["same_id"],
-                before=Point(r["b_odo"], b_at) if b_at is not None else None,
-                before_id=r["b_id"],
-                after=Point(r["a_odo"], a_at) if a_at is not None else None,
+            position, provider_id, reading, _, vehicle_id, _ = group[r["ord"] - 1]
+            # tuple.__new__: a thousand candidates a batch, built without NamedTuple's argument
+            # handling (the fields in Candidate's order).
+            found[position] = _new(
+                Candidate,
+                (
+                    position,
+                    provider_id,
+                    reading.event_id,
+                    vehicle_id,
+                    _new(Point, (reading.odometer_m, reading.recorded_at)),
+                    "missing" if not r["consent_row"] else "withdrawn" if r["withdrawn"] else "granted",
+                    bool(r["seen"]),
+                    r["same_id"],
+                    _new(Point, (r["b_odo"], b_at)) if b_at is not None else None,
+                    r["b_id"],
+                    _new(Point, (r["a_odo"], a_at)) if a_at is not None else None,
+                ),
             )
         missing = [
             st
@@ -623,7 +623,7 @@ async def _store_batch_once(
     if readings:
         staged = await _stage(conn, readings)
         found = await _look_up(conn, staged, now, limits, thorough)
-        decisions = decide_batch([_candidate(st, found.get(st.position, _NOT_FOUND)) for st in staged], now, limits)
+        decisions = decide_batch([found[st.position] for st in staged], now, limits)
         disputes = await _write_decisions(conn, staged, decisions, outcomes, counts)
     if unreadable:
         await _quarantine_raw(conn, unreadable, outcomes, counts)
@@ -647,14 +647,6 @@ async def _stage(conn: Conn, readings: list[tuple[int, BatchItem]]) -> list[_Sta
     return staged
 
 
-def _candidate(st: _Staged, f: _Found) -> Candidate:
-    r = st.reading
-    return Candidate(
-        st.position, st.provider_id, r.event_id, st.vehicle_id, Point(r.odometer_m, r.recorded_at),
-        f.consent, f.seen, f.stored_id, f.before, f.before_id, f.after,
-    )
-
-
 async def _write_decisions(
     conn: Conn,
     staged: list[_Staged],
@@ -664,7 +656,6 @@ async def _write_decisions(
 ) -> int:
     """COPY the verified readings, the quarantined ones and the provider events; open the
     rollback cases; the number of cases opened."""
-    by_index = {st.position: st for st in staged}
     n_verified = sum(1 for d in decisions if d.kind == "verified")
     n_quarantined = sum(1 for d in decisions if d.kind == "quarantined")
     ids = await conn.fetchrow(_IDS, n_verified, n_quarantined)
@@ -677,30 +668,33 @@ async def _write_decisions(
     quarantined_rows: list[tuple[Any, ...]] = []
     event_rows: list[tuple[Any, ...]] = []
     rollbacks: list[tuple[_Staged, Decision, int]] = []
-    for d in decisions:
-        st = by_index[d.position]
+    tally = counts.by_provider
+    # Decisions come in the staged readings' order (one each).
+    for st, d in zip(staged, decisions, strict=True):
+        position, kind = d.position, d.kind
         r = st.reading
-        if d.kind == "duplicate_event":
-            outcomes[d.position] = ItemOutcome("duplicate")
-            counts.add(st.provider_id, "duplicates")
+        provider_counts = tally[st.provider_id]
+        if kind == "duplicate_event":
+            outcomes[position] = ItemOutcome("duplicate")
+            provider_counts["duplicates"] += 1
             continue
         reading_id = quarantine_id = None
-        if d.kind == "verified":
-            reading_id = verified_ids[d.position] = next(reading_ids)
+        if kind == "verified":
+            reading_id = verified_ids[position] = next(reading_ids)
             verified_rows.append(
                 (reading_id, st.vehicle_id, r.odometer_m, r.recorded_at, st.received_at, "telematics",
                  st.provider_id, r.event_id, r.original_value, r.original_unit)
             )
-            outcomes[d.position] = ItemOutcome("accepted", reading_id=reading_id)
-            counts.add(st.provider_id, "accepted")
-        elif d.kind == "duplicate_reading":
+            outcomes[position] = ItemOutcome("accepted", (), reading_id)
+            provider_counts["accepted"] += 1
+        elif kind == "duplicate_reading":
             if d.same_id is not None:
                 reading_id = d.same_id
             else:
                 assert d.same_as is not None
                 reading_id = verified_ids[d.same_as]
-            outcomes[d.position] = ItemOutcome("duplicate", reading_id=reading_id)
-            counts.add(st.provider_id, "duplicates")
+            outcomes[position] = ItemOutcome("duplicate", (), reading_id)
+            provider_counts["duplicates"] += 1
         else:
             quarantine_id = next(quarantine_ids)
             quarantined_rows.append(
@@ -708,8 +702,8 @@ async def _write_decisions(
                  r.recorded_at, st.received_at, r.original_value, r.original_unit, list(d.reasons),
                  "open" if d.for_review else "none")
             )
-            outcomes[d.position] = ItemOutcome("quarantined", d.reasons, quarantine_id=quarantine_id)
-            counts.add(st.provider_id, "quarantined")
+            outcomes[position] = ItemOutcome("quarantined", d.reasons, None, quarantine_id)
+            provider_counts["quarantined"] += 1
             if d.opens_rollback:
                 rollbacks.append((st, d, quarantine_id))
         event_rows.append((st.provider_id, r.event_id, reading_id, quarantine_id))

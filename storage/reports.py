@@ -1,10 +1,12 @@
-"""District statistics: the inputs of the city's yearly district evaluation, one row per 자치구."""
+"""Reports: district statistics (the inputs of the city's yearly district evaluation, one row
+per 자치구) and the ingestion counts behind `carmileage stats`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -90,3 +92,42 @@ async def district_report(conn: asyncpg.Connection | asyncpg.Pool, year: int) ->
         )
         for r in rows
     ]
+
+
+_INGEST_TOTALS = """
+select coalesce(sum(accepted), 0)::int8 as stored, coalesce(sum(duplicates), 0)::int8 as duplicate,
+       coalesce(sum(quarantined), 0)::int8 as quarantined
+from ingest_counts"""
+_INGEST_BY = """
+select {key} as key, sum(accepted)::int8 as stored, sum(duplicates)::int8 as duplicate,
+       sum(quarantined)::int8 as quarantined
+from ingest_counts c left join providers p on p.id = c.provider_id
+group by 1 order by 1"""
+_COUNTED = ("stored", "duplicate", "quarantined")
+
+
+async def ingest_stats(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Any]:
+    """How many readings were stored, were duplicates, were quarantined: in total, by source, by
+    provider and by quarantine reason, with the table sizes alongside. Exact, because
+    `ingest_counts` is written in the same transaction as the readings it counts."""
+    totals = await conn.fetchrow(_INGEST_TOTALS)
+    assert totals is not None
+    by_source = await conn.fetch(_INGEST_BY.format(key="c.source"))
+    by_provider = await conn.fetch(_INGEST_BY.format(key="coalesce(p.name, '(none)')"))
+    by_reason = await conn.fetch(
+        """select reason, count(*)::int8 as n from quarantined_readings, unnest(reasons) as reason
+           group by 1 order by 2 desc, 1"""
+    )
+    return {
+        **dict(totals),
+        "by_source": {r["key"]: {k: r[k] for k in _COUNTED} for r in by_source},
+        "by_provider": {r["key"]: {k: r[k] for k in _COUNTED} for r in by_provider},
+        "quarantined_by_reason": {r["reason"]: r["n"] for r in by_reason},
+        "tables": {
+            "readings": await conn.fetchval("select count(*) from readings"),
+            "quarantined_readings": await conn.fetchval("select count(*) from quarantined_readings"),
+            "open_rollback_disputes": await conn.fetchval(
+                "select count(*) from disputes where kind = 'rollback' and status = 'open'"
+            ),
+        },
+    }

@@ -37,6 +37,11 @@ async def is_superuser(conn: Conn, role: str) -> bool:
     return bool(await conn.fetchval("select rolsuper from pg_roles where rolname = $1", role))
 
 
+async def connected_as_superuser(conn: Conn) -> bool:
+    """Whether this connection's role is a superuser (then no grant limits the service)."""
+    return bool(await conn.fetchval("select rolsuper from pg_roles where rolname = current_user"))
+
+
 async def grant_service_role(conn: Conn, role: str) -> list[str]:
     """Give `role` exactly the service's privileges on every table, sequence and function of the
     schema `public` (revoking whatever else it had there), in one transaction. Returns warnings

@@ -178,6 +178,17 @@ async def get_participation(
     )
 
 
+async def lock_participation(conn: Conn, participation_id: int) -> None:
+    """Serialise the decisions about one participation (its start and end pointers, its stage
+    checks) until the caller's transaction ends."""
+    await conn.execute("select 1 from participations where id = $1 for update", participation_id)
+
+
+async def active_vehicles_by_vin(conn: Conn | asyncpg.Pool, vins: list[str]) -> list[asyncpg.Record]:
+    """The enrolled (active) cars among these VINs: id and vin."""
+    return await conn.fetch("select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins)
+
+
 #: End reasons after which the car itself leaves the programme under this owner.
 RETIRING_REASONS = frozenset({"ownership_transfer", "moved_out_of_seoul", "scrapped"})
 

@@ -70,6 +70,9 @@ class Decision(NamedTuple):
     after: Point | None = None
 
 
+_new = tuple.__new__  # the common decision, built without NamedTuple's argument handling
+
+
 def _nearest_before(a: Point | None, b: Point | None) -> Point | None:
     if a is None:
         return b
@@ -103,48 +106,46 @@ def decide_batch(candidates: Sequence[Candidate], now: datetime, limits: Limits)
     verified: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
     verified_at: dict[tuple[int, datetime, int], int] = {}
     rollback_opened: set[int] = set()
-    for c in candidates:
-        event = (c.provider_id, c.event_id)
-        if c.seen or event in seen_events:
-            decisions.append(Decision(c.position, "duplicate_event"))
+    append = decisions.append
+    for position, provider_id, event_id, vehicle_id, point, consent, seen, stored_id, before, before_id, after in candidates:
+        event = (provider_id, event_id)
+        if seen or event in seen_events:
+            append(Decision(position, "duplicate_event"))
             continue
         seen_events.add(event)
-        vehicle_id = c.vehicle_id
         if vehicle_id is None:
-            decisions.append(Decision(c.position, "quarantined", (VEHICLE_UNKNOWN,)))
+            append(Decision(position, "quarantined", (VEHICLE_UNKNOWN,)))
             continue
-        point = c.point
+        if stored_id is None and before == point:
+            stored_id = before_id  # the identical verified reading is its own "before"
+        if stored_id is not None:
+            append(Decision(position, "duplicate_reading", same_id=stored_id))
+            continue
         several = per_car[vehicle_id] > 1
-        key = (vehicle_id, point.recorded_at, point.odometer_m)
-        same_id = c.stored_id
-        if same_id is None and c.before == point:
-            same_id = c.before_id  # the identical verified reading is its own "before"
-        if same_id is not None:
-            decisions.append(Decision(c.position, "duplicate_reading", same_id=same_id))
-            continue
-        if several and key in verified_at:
-            decisions.append(Decision(c.position, "duplicate_reading", same_as=verified_at[key]))
-            continue
-        before, after = c.before, c.after
-        mine = verified.get(vehicle_id) if several else None
-        if mine:
-            j = bisect.bisect_right(mine, (point.recorded_at, 1 << 62))
-            if j > 0:
-                before = _nearest_before(before, Point(mine[j - 1][1], mine[j - 1][0]))
-            if j < len(mine):
-                after = _nearest_after(after, Point(mine[j][1], mine[j][0]))
-        reasons = check_reading(point, Neighbourhood(before, after, now, True, c.consent), limits)
+        if several:
+            key = (vehicle_id, point.recorded_at, point.odometer_m)
+            if key in verified_at:
+                append(Decision(position, "duplicate_reading", same_as=verified_at[key]))
+                continue
+            mine = verified.get(vehicle_id)
+            if mine:
+                j = bisect.bisect_right(mine, (point.recorded_at, 1 << 62))
+                if j > 0:
+                    before = _nearest_before(before, Point(mine[j - 1][1], mine[j - 1][0]))
+                if j < len(mine):
+                    after = _nearest_after(after, Point(mine[j][1], mine[j][0]))
+        reasons = check_reading(point, Neighbourhood(before, after, now, True, consent), limits)
         if not reasons:
             if several:
-                verified_at[key] = c.position
+                verified_at[key] = position
                 bisect.insort(verified[vehicle_id], (point.recorded_at, point.odometer_m))
-            decisions.append(Decision(c.position, "verified"))
+            append(_new(Decision, (position, "verified", (), None, None, False, False, None, None)))
             continue
         decreased = ODOMETER_DECREASED in reasons
         opens = decreased and vehicle_id not in rollback_opened
         if opens:
             rollback_opened.add(vehicle_id)
-        decisions.append(
-            Decision(c.position, "quarantined", reasons, for_review=decreased, opens_rollback=opens, before=before, after=after)
+        append(
+            Decision(position, "quarantined", reasons, for_review=decreased, opens_rollback=opens, before=before, after=after)
         )
     return decisions

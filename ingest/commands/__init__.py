@@ -8,6 +8,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "calc",
     "evaluate",
     "migrate",
+    "ocr",
     "outbox",
     "ownership",
     "periods",

@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "[--acquired D --acquired-km Z] (the national formula; --district may be added and is used "
             "when the car has less than a year of history), or --district alone (a new car). "
             "Exit status: 0 computed; 1 input that cannot be computed (batch: at least one line); "
-            "2 usage error."
+            "2 usage error. Figures are reported to 0.1 km and 0.01 %, never across a tier bound "
+            "(prorate/display.py)."
         ),
     )
     p.add_argument("--program", choices=("annual", "season"))
@@ -141,6 +142,8 @@ def format_figures(f: PeriodFigures) -> str:
     ]
     if f.baseline is not None:
         lines.append(f"baseline        {f.baseline.explain()}")
+    if f.baseline_days != f.days:
+        lines.append(f"baseline_days   {f.baseline_days} (no day-proration: the scheduled period's days)")
     lines += [
         f"baseline_km     {_thousands(r['baseline_km'], ' km')}",
         f"actual_km       {_thousands(r['actual_km'], ' km')}",

@@ -4,7 +4,8 @@ The round first designates connected cars' start and end readings (`carmileage p
 in the same transaction), then evaluates every participation whose end reading was verified before
 the round's cutoff (1st of the round's month, 00:00 Asia/Seoul) and has no result for the same
 inputs yet; results and their outbox rows are written in one transaction. Participations whose inputs cannot be
-computed are listed with the reason and get nothing written.
+computed, or that the rule set refuses to pay (a period too short, a partial season, a transferred
+car, ...), are listed as not computable with a reason code and get nothing written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Designate connected cars' start and end readings, then evaluate every participation whose end "
             "reading was verified before the round's cutoff and that has no result for the same inputs "
             "yet. Exit status: 0 done; 1 done, but some "
-            "participations could not be evaluated (listed on stderr); 2 usage error."
+            "participations are not computable (listed on stderr with a reason code; nothing is paid for "
+            "them); 2 usage error."
         ),
     )
     p.add_argument("--round", required=True, metavar="YYYY-MM", help="a round month, e.g. 2022-05")
@@ -62,6 +65,7 @@ def summary(staged: StagedRound, dry_run: bool) -> dict[str, object]:
         "unchanged": staged.unchanged,
         "waiting_for_season_end": staged.waiting,
         "problems": len(staged.problems),
+        "problems_by_code": dict(sorted(Counter(code for _, code, _ in staged.problems).items())),
         "points": staged.points,
         "special_points": staged.special_points,
         "designated": staged.designation.as_dict() if staged.designation else None,
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             f"round {rnd.name} (cutoff {rnd.cutoff.isoformat()}): {staged.candidates} candidates; {verb} "
             f"{s['new_results']} new and {staged.superseding} superseding results; {staged.unchanged} unchanged; "
             f"{staged.waiting} season participations wait for their season's end; "
-            f"{len(staged.problems)} could not be evaluated; points {staged.points:,}, "
+            f"{len(staged.problems)} not computable (nothing paid for them); points {staged.points:,}, "
             f"special points {staged.special_points:,}"
         )
     return EXIT_PROBLEMS if staged.problems else EXIT_OK

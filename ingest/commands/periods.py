@@ -104,6 +104,9 @@ def describe(f: PeriodFacts) -> dict[str, object]:
             "first_day": b.first_day.isoformat(),
             "last_day": b.last_day.isoformat(),
             "end_designated_from": b.end_designated_from.isoformat(),
+            # Where the period ends at an instant: its end reading is the first from it.
+            "end_from": b.end_from.isoformat() if b.end_from else None,
+            "end_until": b.end_until.isoformat() if b.end_until else None,
             "complete": b.complete_before(p["ended_on"]),
         }
     except (ProrateError, RuleSetError) as e:
@@ -158,6 +161,9 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         print(f"  period: {period['first_day']} – {period['last_day']}; end reading designated from "
               f"{period['end_designated_from']}" + ("" if period["complete"] else " (ended before its period was complete)"))
+        if period["end_from"]:
+            print(f"  end: the first reading from {period['end_from']} until {period['end_until']}, "
+                  "else the last within the period")
     consents = d["consents"]
     assert isinstance(consents, list)
     if not consents:

@@ -37,6 +37,7 @@ from storage.providers import (
     set_mqtt_password,
     withdraw_consents,
 )
+from storage.vehicles import active_vehicles_by_vin
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 T = TypeVar("T")
@@ -229,9 +230,7 @@ def run_consent(args: argparse.Namespace) -> int:
                     f"withdrawn for {len(w.withdrawn_vehicle_ids)} cars; {w.deleted_quarantined} unverified "
                     f"readings deleted; unknown VINs: {', '.join(w.unknown_vins) or 'none'}"
                 )
-            rows = await conn.fetch(
-                "select id, vin from vehicles where vin = any($1::text[]) and status = 'active'", vins
-            )
+            rows = await active_vehicles_by_vin(conn, vins)
             for r in rows:
                 await grant_consent(conn, pid, r["id"])
                 await _audit(conn, actor, "consent.grant", r["id"], args.name)

@@ -14,40 +14,7 @@ from typing import Any
 import asyncpg
 
 from ingest.settings import load_settings
-
-_TOTALS = """
-select coalesce(sum(accepted), 0)::int8 as stored, coalesce(sum(duplicates), 0)::int8 as duplicate,
-       coalesce(sum(quarantined), 0)::int8 as quarantined
-from ingest_counts"""
-_BY = """
-select {key} as key, sum(accepted)::int8 as stored, sum(duplicates)::int8 as duplicate,
-       sum(quarantined)::int8 as quarantined
-from ingest_counts c left join providers p on p.id = c.provider_id
-group by 1 order by 1"""
-
-
-async def collect(conn: asyncpg.Connection) -> dict[str, Any]:
-    totals = await conn.fetchrow(_TOTALS)
-    assert totals is not None
-    by_source = await conn.fetch(_BY.format(key="c.source"))
-    by_provider = await conn.fetch(_BY.format(key="coalesce(p.name, '(none)')"))
-    by_reason = await conn.fetch(
-        """select reason, count(*)::int8 as n from quarantined_readings, unnest(reasons) as reason
-           group by 1 order by 2 desc, 1"""
-    )
-    return {
-        **dict(totals),
-        "by_source": {r["key"]: {k: r[k] for k in ("stored", "duplicate", "quarantined")} for r in by_source},
-        "by_provider": {r["key"]: {k: r[k] for k in ("stored", "duplicate", "quarantined")} for r in by_provider},
-        "quarantined_by_reason": {r["reason"]: r["n"] for r in by_reason},
-        "tables": {
-            "readings": await conn.fetchval("select count(*) from readings"),
-            "quarantined_readings": await conn.fetchval("select count(*) from quarantined_readings"),
-            "open_rollback_disputes": await conn.fetchval(
-                "select count(*) from disputes where kind = 'rollback' and status = 'open'"
-            ),
-        },
-    }
+from storage.reports import ingest_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
         conn = await asyncpg.connect(load_settings().database_url)
         try:
-            return await collect(conn)
+            return await ingest_stats(conn)
         finally:
             await conn.close()
 

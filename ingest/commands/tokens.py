@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from ingest.settings import load_settings
+from storage.providers import ProviderNotFound, provider_id
 from storage.tokens import ROLES, create_token, list_tokens, revoke_token
 
 _DURATION = re.compile(r"^(\d{1,6})([mhd])$")
@@ -84,9 +85,10 @@ def run_create(args: argparse.Namespace) -> int:
 
     async def go(conn: asyncpg.Connection) -> tuple[int, str]:
         if args.role == "provider":
-            exists = await conn.fetchval("select 1 from providers where name = $1", args.subject)
-            if not exists:
-                raise SystemExit(f"carmileage: no provider named {args.subject!r}; add it first")
+            try:
+                await provider_id(conn, args.subject)
+            except ProviderNotFound:
+                raise SystemExit(f"carmileage: no provider named {args.subject!r}; add it first") from None
         return await create_token(conn, args.role, args.subject, label=args.label, expires_at=expires_at)
 
     token_id, token = asyncio.run(_with_conn(go))

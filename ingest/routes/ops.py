@@ -14,6 +14,7 @@ from ingest.api import respond
 from ingest.auth import Principal
 from ingest.routes import api
 from ingest.state import POOL, READINESS
+from storage.db import ping
 
 
 class Health(BaseModel):
@@ -33,7 +34,7 @@ async def healthz(request: web.Request, principal: Principal | None, body: None)
 async def _database_ready(request: web.Request) -> tuple[bool, str]:
     try:
         async with asyncio.timeout(2):
-            await request.app[POOL].fetchval("select 1")
+            await ping(request.app[POOL])
         return True, "ok"
     except Exception as e:
         return False, f"{type(e).__name__}"

@@ -12,6 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -19,29 +20,40 @@ from aiohttp import MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from ingest.api import ApiError, BodyStream, Reason, respond
+from ingest.api import ApiError, BodyStream, Reason, path_id, respond
 from ingest.auth import Principal, check_owner
 from ingest.pages.messages import reason_text, status_text
 from ingest.routes import api
-from ingest.state import POOL, REQUEST_ID, SETTINGS
+from ingest.state import BLOBS, POOL, REQUEST_ID, SETTINGS
 from storage.audit import write_audit
-from storage.blobs import BlobError, BlobStore, blob_store_from_settings, sha256_of
+from storage.blobs import BlobError, sha256_of
 from storage.photos import NewSubmission, create_submission, get_submission, record_photo, submissions_of
 from storage.vehicles import get_participation
 
-BLOBS = web.AppKey("blobs", BlobStore)
 UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
 
-MAX_PHOTO_BYTES = 15 * 1024 * 1024
-MAX_PHOTO_PIXELS = 40_000_000
 _TEXT_LIMIT = 256
-#: Two photos, the text fields and multipart framing.
-MAX_UPLOAD_BYTES = 2 * MAX_PHOTO_BYTES + 64 * 1024
+#: The text fields and the multipart framing, beside the two photos.
+_FORM_OVERHEAD = 64 * 1024
 PHOTO_PARTS = ("dashboard", "plate")
 TEXT_PARTS = ("stage", "claimed_km")
+#: The formats the readers take (ocr.intake decides which a photo is), as stored and served.
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "heif": "image/heic"}
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"mif2"}
 _CLAIMED_KM = re.compile(r"^\d{1,7}$")
+
+
+def photo_intake() -> ModuleType:
+    """`ocr.intake`, which decides what a photo is and how large it may be, for uploads and readers
+    alike. Imported on the first upload, not with the app: it loads OpenCV and the OCR package
+    (0.3 s and 40 MB that a process without uploads never needs)."""
+    from ocr import intake
+
+    return intake
+
+
+def upload_limit() -> int:
+    """The largest upload body: two photos at the readers' limit, the text fields and framing."""
+    return 2 * photo_intake().MAX_BYTES + _FORM_OVERHEAD
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -136,22 +148,17 @@ def _refuse(status: int, code: str, field_name: str | None, message: str | None 
 
 
 def sniff_photo(data: bytes) -> str | None:
-    """'jpeg' | 'png' | 'heif' by content (never by the file name or the declared type)."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        brands = {data[8:12]} | {data[i : i + 4] for i in range(16, min(len(data), 64), 4)}
-        if brands & _HEIF_BRANDS:
-            return "heif"
-    return None
+    """'jpeg' | 'png' | 'heif' by content (never by the file name or the declared type), as the
+    readers' intake sniffs it; None for anything the readers do not take."""
+    fmt: str | None = photo_intake().sniff_format(data)
+    return fmt if fmt in CONTENT_TYPES else None
 
 
 def probe_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     """Width and height from the header alone (no decoding); None when the header is unreadable."""
     from PIL import Image
 
+    max_pixels: int = photo_intake().MAX_PIXELS
     if fmt == "heif":
         import pillow_heif
 
@@ -162,7 +169,7 @@ def probe_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size
     except Image.DecompressionBombError:
-        return (MAX_PHOTO_PIXELS + 1, 1)  # far over the limit: Pillow refused even to open it
+        return (max_pixels + 1, 1)  # far over the limit: Pillow refused even to open it
     except Exception:
         return None
     return (w, h) if w > 0 and h > 0 else None
@@ -170,9 +177,8 @@ def probe_size(data: bytes, fmt: str) -> tuple[int, int] | None:
 
 def without_personal_metadata(data: bytes) -> bytes | None:
     """The photo as stored: location and other personal EXIF/XMP removed, pixels untouched."""
-    from ocr.intake import strip_metadata  # (loads the OCR package: not before the first upload)
-
-    return strip_metadata(data)
+    stripped: bytes | None = photo_intake().strip_metadata(data)
+    return stripped
 
 
 async def _read_part(part: Any, limit: int, name: str) -> bytes:
@@ -195,11 +201,33 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
     """Parse and check the multipart body while streaming it; every refusal names its field."""
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "Send the photos as multipart/form-data.")
-    # The whole body, whatever its transfer encoding (chunked has no Content-Length to refuse up
-    # front), stops at the form's limit: preamble, part headers and skipped parts count too.
+    # (in a thread: the first upload's import of the intake must not stall the event loop)
+    intake = await asyncio.to_thread(photo_intake)
+    raw, declared = await _read_parts(request, extra_fields, intake.MAX_BYTES)
+    _check_complete(raw)
+    photos = {name: await _checked_photo(name, raw[name], declared[name], intake.MAX_PIXELS) for name in PHOTO_PARTS}
+    texts = {n: raw[n].decode("utf-8", errors="replace").strip() for n in (*TEXT_PARTS, *extra_fields) if n in raw}
+    if texts["stage"] not in ("start", "mid", "end"):
+        raise _refuse(422, "invalid_stage", "stage")
+    if not _CLAIMED_KM.match(texts["claimed_km"]):
+        raise _refuse(422, "invalid_claimed_km", "claimed_km")
+    return UploadForm(
+        photos=photos,
+        stage=texts["stage"],
+        claimed_km=int(texts["claimed_km"]),
+        extra={n: texts[n] for n in extra_fields if n in texts},
+    )
+
+
+async def _read_parts(
+    request: web.Request, extra_fields: frozenset[str], photo_limit: int
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The parts the form knows, each within its limit: (bytes, declared content type) by name.
+    The whole body, whatever its transfer encoding (chunked has no Content-Length to refuse up
+    front), stops at the form's limit: preamble, part headers and skipped parts count too."""
     body = BodyStream(
         request,
-        MAX_UPLOAD_BYTES,
+        upload_limit(),
         lambda: _refuse(413, "photo_too_large", None, "The upload is larger than two 15 MB photos."),
     )
     try:
@@ -221,7 +249,7 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
                 continue
             if name in raw:
                 raise _refuse(422, "duplicate_part", name, f"The part {name} was sent twice.")
-            limit = MAX_PHOTO_BYTES if name in PHOTO_PARTS else _TEXT_LIMIT
+            limit = photo_limit if name in PHOTO_PARTS else _TEXT_LIMIT
             declared[name] = part.headers.get("Content-Type", "")
             raw[name] = await _read_part(part, limit, name)
     except ApiError:
@@ -230,6 +258,10 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
         raise ApiError(400, "malformed_multipart", f"The multipart body cannot be read: {e}") from None
     except HttpProcessingError:  # a boundary or part header line longer than aiohttp reads
         raise ApiError(400, "malformed_multipart", "The multipart body has a line too long to be a header.") from None
+    return raw, declared
+
+
+def _check_complete(raw: dict[str, bytes]) -> None:
     missing = [n for n in (*PHOTO_PARTS, *TEXT_PARTS) if n not in raw or (n in PHOTO_PARTS and not raw[n])]
     if missing:
         raise ApiError(
@@ -241,37 +273,28 @@ async def read_upload_form(request: web.Request, extra_fields: frozenset[str] = 
                 for n in missing
             ],
         )
-    photos: dict[str, Photo] = {}
-    for name in PHOTO_PARTS:
-        data = raw[name]
-        ctype = declared[name].split(";")[0].strip().lower()
-        if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
-            raise _refuse(415, "unsupported_media_type", name, f"The {name} part must be an image, not {ctype}.")
-        fmt = sniff_photo(data)
-        if fmt is None:
-            raise _refuse(422, "not_an_image", name)
-        size = await asyncio.to_thread(probe_size, data, fmt)
-        if size is None:
-            raise _refuse(422, "not_an_image", name)
-        if size[0] * size[1] > MAX_PHOTO_PIXELS:
-            raise _refuse(422, "too_many_pixels", name)
-        # Stored and shown without where it was taken (docs/photos.md, "Personal data"); the
-        # content hash is of these bytes, the ones kept.
-        clean = await asyncio.to_thread(without_personal_metadata, data)
-        if clean is None:
-            raise _refuse(422, "not_an_image", name)
-        photos[name] = Photo(clean, sha256_of(clean), CONTENT_TYPES[fmt], size[0], size[1])
-    texts = {n: raw[n].decode("utf-8", errors="replace").strip() for n in (*TEXT_PARTS, *extra_fields) if n in raw}
-    if texts["stage"] not in ("start", "mid", "end"):
-        raise _refuse(422, "invalid_stage", "stage")
-    if not _CLAIMED_KM.match(texts["claimed_km"]):
-        raise _refuse(422, "invalid_claimed_km", "claimed_km")
-    return UploadForm(
-        photos=photos,
-        stage=texts["stage"],
-        claimed_km=int(texts["claimed_km"]),
-        extra={n: texts[n] for n in extra_fields if n in texts},
-    )
+
+
+async def _checked_photo(name: str, data: bytes, declared_type: str, max_pixels: int) -> Photo:
+    """One photo part: an image by its content (whatever it was declared), within the pixel
+    limit, stored without personal metadata."""
+    ctype = declared_type.split(";")[0].strip().lower()
+    if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
+        raise _refuse(415, "unsupported_media_type", name, f"The {name} part must be an image, not {ctype}.")
+    fmt = sniff_photo(data)
+    if fmt is None:
+        raise _refuse(422, "not_an_image", name)
+    size = await asyncio.to_thread(probe_size, data, fmt)
+    if size is None:
+        raise _refuse(422, "not_an_image", name)
+    if size[0] * size[1] > max_pixels:
+        raise _refuse(422, "too_many_pixels", name)
+    # Stored and shown without where it was taken (docs/photos.md, "Personal data"); the
+    # content hash is of these bytes, the ones kept.
+    clean = await asyncio.to_thread(without_personal_metadata, data)
+    if clean is None:
+        raise _refuse(422, "not_an_image", name)
+    return Photo(clean, sha256_of(clean), CONTENT_TYPES[fmt], size[0], size[1])
 
 
 async def check_participation(request: web.Request, principal: Principal, participation_id: int, stage: str | None) -> asyncpg.Record:
@@ -342,13 +365,6 @@ async def store_upload(
     return row, created
 
 
-def path_int(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise ApiError(404, "not_found", "There is nothing here.")
-    return int(raw)
-
-
 # -- operations -----------------------------------------------------------------------------
 
 _UPLOAD_SCHEMA = {
@@ -391,7 +407,7 @@ _UPLOAD_SCHEMA = {
 async def upload_photos(request: web.Request, principal: Principal, body: None) -> web.Response:
     """Answers 202 once both photos and the OCR job are durably stored; follow `status_url`.
     The same photos sent again for the same stage answer with the earlier submission."""
-    participation_id = path_int(request)
+    participation_id = path_id(request)
     await check_participation(request, principal, participation_id, None)
     async with request.app[UPLOAD_SLOTS]:
         form = await read_upload_form(request)
@@ -423,7 +439,7 @@ async def load_submission(request: web.Request, principal: Principal, submission
     tags=["photos"],
 )
 async def show_submission(request: web.Request, principal: Principal, body: None) -> web.Response:
-    return respond(submission_out(await load_submission(request, principal, path_int(request))))
+    return respond(submission_out(await load_submission(request, principal, path_id(request))))
 
 
 @api.operation(
@@ -435,7 +451,7 @@ async def show_submission(request: web.Request, principal: Principal, body: None
     tags=["photos"],
 )
 async def list_submissions(request: web.Request, principal: Principal, body: None) -> web.Response:
-    pid = path_int(request)
+    pid = path_id(request)
     p = await get_participation(request.app[POOL], pid)
     if p is None:
         raise ApiError(404, "participation_not_found", "No participation has this id.")
@@ -445,12 +461,5 @@ async def list_submissions(request: web.Request, principal: Principal, body: Non
 
 
 def install_plain_routes(app: web.Application) -> None:
-    """Not routes: the blob store and the upload slots every photo route shares."""
-    settings = app[SETTINGS]
-    app[BLOBS] = blob_store_from_settings(settings)
-    app[UPLOAD_SLOTS] = asyncio.Semaphore(settings.upload_concurrency)
-
-    async def close_blobs(app: web.Application) -> None:
-        await app[BLOBS].close()
-
-    app.on_cleanup.append(close_blobs)
+    """Not routes: the upload slots every photo route shares (the blob store is the app's own)."""
+    app[UPLOAD_SLOTS] = asyncio.Semaphore(app[SETTINGS].upload_concurrency)

@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.api import ApiError, Reason, read_body, respond
+from ingest.api import ApiError, Reason, path_id, read_body, respond
 from ingest.auth import Principal, check_owner, require_principal
 from ingest.ingestion import limits_from, record
 from ingest.routes import api
@@ -313,12 +313,10 @@ async def withdraw_consent(request: web.Request, principal: Principal | None, bo
 
 
 async def _own_vehicle(request: web.Request, principal: Principal) -> asyncpg.Record:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
-    v = await get_vehicle(request.app[POOL], int(raw))
+    not_found = ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
+    v = await get_vehicle(request.app[POOL], path_id(request, missing=not_found))
     if v is None:
-        raise ApiError(404, "vehicle_not_found", "No car is enrolled under this id.")
+        raise not_found
     check_owner(principal, v["owner_id"])
     return v
 

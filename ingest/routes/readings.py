@@ -8,14 +8,15 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.api import ApiError, Reason, respond
+from ingest.api import ApiError, Reason, path_id, respond
 from ingest.auth import Principal, check_owner
 from ingest.ingestion import limits_from
 from ingest.routes import api
-from ingest.routes.vehicles import path_id, require_checked_ownership
+from ingest.routes.vehicles import require_checked_ownership
 from ingest.state import POOL, REQUEST_ID, SETTINGS
 from storage.audit import write_audit
 from storage.corrections import CorrectionRefused, correct_reading, find_reading, readings_of
+from storage.db import database_now
 from storage.vehicles import get_vehicle
 
 
@@ -102,7 +103,7 @@ async def create_correction(request: web.Request, principal: Principal, body: Co
                 conn,
                 reading_id,
                 body.odometer_km * 1000,
-                approved_at=await conn.fetchval("select now()"),
+                approved_at=await database_now(conn),
                 limits=limits_from(request.app[SETTINGS]),
             )
         except CorrectionRefused as e:

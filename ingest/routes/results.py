@@ -12,10 +12,10 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from ingest.api import ApiError, respond
+from ingest.api import ApiError, path_id, respond
 from ingest.auth import Principal, check_owner
 from ingest.routes import api
-from ingest.routes.vehicles import path_id, require_checked_ownership
+from ingest.routes.vehicles import require_checked_ownership
 from ingest.state import POOL
 from storage.evaluation import results_with_delivery
 from storage.vehicles import get_participation

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,11 +17,14 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.api import ApiError, respond
+from ingest.api import ApiError, Reason, path_id, respond
 from ingest.auth import Principal
 from ingest.ingestion import limits_from
 from ingest.pages.messages import reason_text
 from ingest.review_actions import (
+    DisputeMissing,
+    ResolutionInvalid,
+    ReviewRefused,
     claim_dispute,
     claim_next_dispute,
     release_dispute,
@@ -28,18 +33,17 @@ from ingest.review_actions import (
 )
 from ingest.routes import api
 from ingest.routes.photos import (
-    BLOBS,
     ReasonOut,
     SubmissionOut,
-    path_int,
     submission_out,
     without_personal_metadata,
 )
-from ingest.state import POOL, REQUEST_ID, SETTINGS
+from ingest.state import BLOBS, POOL, REQUEST_ID, SETTINGS
 from storage.blobs import BlobError
+from storage.corrections import verified_readings_of
 from storage.disputes import REJECTION_REASONS, QueueFilter, count_open, get_dispute, list_disputes
 from storage.jobs import job_of_submission
-from storage.photos import get_submission
+from storage.photos import get_photo, get_submission
 
 RejectionReason = Literal[
     "unreadable", "trip_instead_of_odo", "other_car", "reused_photo", "out_of_window", "suspected_tampering"
@@ -156,6 +160,33 @@ def dispute_out(d: asyncpg.Record) -> DisputeOut:
     )
 
 
+def refusal_status(e: ReviewRefused) -> int:
+    """The HTTP status of a refused review action (the pages answer with it too)."""
+    if isinstance(e, DisputeMissing):
+        return 404
+    if isinstance(e, ResolutionInvalid):
+        return 422
+    return 409
+
+
+def refusal_error(e: ReviewRefused) -> ApiError:
+    return ApiError(
+        refusal_status(e),
+        e.code,
+        e.message,
+        [Reason(code=r, message=reason_text(r), message_ko=reason_text(r, "ko")) for r in e.reasons],
+    )
+
+
+@asynccontextmanager
+async def _refusals_as_errors() -> AsyncIterator[None]:
+    """A refused review action answers as an API error with its status, code and reasons."""
+    try:
+        yield
+    except ReviewRefused as e:
+        raise refusal_error(e) from None
+
+
 _INT = re.compile(r"^\d{1,12}$")
 
 
@@ -189,7 +220,7 @@ async def dispute_detail(pool: asyncpg.Pool, d: asyncpg.Record, photo_url: str) 
     if sub is not None:
         for role in ("dashboard", "plate"):
             sha = sub[f"{role}_sha256"]
-            p = await pool.fetchrow("select * from photos where sha256 = $1", sha)
+            p = await get_photo(pool, sha)
             photos[role] = PhotoView(
                 sha256=sha,
                 url=photo_url.format(sha),
@@ -205,12 +236,7 @@ async def dispute_detail(pool: asyncpg.Pool, d: asyncpg.Record, photo_url: str) 
             ocr[role] = {"read": r.get("read"), "intake": r.get("intake")}
     readings: list[ReadingPoint] = []
     if d["vehicle_id"] is not None:
-        rows = await pool.fetch(
-            """select id, odometer_m, recorded_at, source from readings
-               where vehicle_id = $1 and status = 'verified' order by recorded_at desc limit 200""",
-            d["vehicle_id"],
-        )
-        readings = [ReadingPoint(**dict(r)) for r in reversed(rows)]
+        readings = [ReadingPoint(**dict(r)) for r in await verified_readings_of(pool, d["vehicle_id"])]
     return DisputeDetail(
         dispute=dispute_out(d),
         submission=submission_out(sub) if sub is not None else None,
@@ -283,7 +309,7 @@ async def claim_next_op(request: web.Request, principal: Principal, body: ClaimI
 )
 async def show_dispute(request: web.Request, principal: Principal, body: None) -> web.Response:
     pool = request.app[POOL]
-    d = await get_dispute(pool, path_int(request))
+    d = await get_dispute(pool, path_id(request))
     if d is None:
         raise ApiError(404, "dispute_not_found", "No dispute has this id.")
     return respond(await dispute_detail(pool, d, "/v1/photos/{}"))
@@ -299,9 +325,9 @@ async def show_dispute(request: web.Request, principal: Principal, body: None) -
     tags=["review"],
 )
 async def claim_op(request: web.Request, principal: Principal, body: Empty) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[POOL].acquire() as conn, _refusals_as_errors():
         d = await claim_dispute(
-            conn, path_int(request), principal.subject, request.app[SETTINGS].review_lease_s, request.get(REQUEST_ID)
+            conn, path_id(request), principal.subject, request.app[SETTINGS].review_lease_s, request.get(REQUEST_ID)
         )
     return respond(dispute_out(d))
 
@@ -316,8 +342,8 @@ async def claim_op(request: web.Request, principal: Principal, body: Empty) -> w
     tags=["review"],
 )
 async def renew_op(request: web.Request, principal: Principal, body: Empty) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        d = await renew_dispute(conn, path_int(request), principal.subject, request.app[SETTINGS].review_lease_s)
+    async with request.app[POOL].acquire() as conn, _refusals_as_errors():
+        d = await renew_dispute(conn, path_id(request), principal.subject, request.app[SETTINGS].review_lease_s)
     return respond(dispute_out(d))
 
 
@@ -331,8 +357,8 @@ async def renew_op(request: web.Request, principal: Principal, body: Empty) -> w
     tags=["review"],
 )
 async def release_op(request: web.Request, principal: Principal, body: Empty) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        d = await release_dispute(conn, path_int(request), principal.subject, request.get(REQUEST_ID))
+    async with request.app[POOL].acquire() as conn, _refusals_as_errors():
+        d = await release_dispute(conn, path_id(request), principal.subject, request.get(REQUEST_ID))
     return respond(dispute_out(d))
 
 
@@ -348,10 +374,10 @@ async def release_op(request: web.Request, principal: Principal, body: Empty) ->
 async def resolve_op(request: web.Request, principal: Principal, body: ResolveIn) -> web.Response:
     """You must hold the dispute. Accepting and correcting store a verified reading (checked like
     any other) and keep the photo with its true value as labelled data for the OCR."""
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[POOL].acquire() as conn, _refusals_as_errors():
         await resolve_dispute(
             conn,
-            path_int(request),
+            path_id(request),
             principal.subject,
             action=body.action,
             value_km=body.value_km,
@@ -360,7 +386,7 @@ async def resolve_op(request: web.Request, principal: Principal, body: ResolveIn
             request_id=request.get(REQUEST_ID),
             limits=limits_from(request.app[SETTINGS]),
         )
-    d = await get_dispute(request.app[POOL], path_int(request))
+    d = await get_dispute(request.app[POOL], path_id(request))
     assert d is not None
     return respond(dispute_out(d))
 
@@ -372,7 +398,7 @@ async def photo_response(request: web.Request, sha256: str) -> web.Response:
     """The photo's bytes; HEIC is converted to JPEG so every browser can show it."""
     if not _SHA.match(sha256):
         raise ApiError(404, "photo_not_found", "No photo has this hash.")
-    row = await request.app[POOL].fetchrow("select content_type from photos where sha256 = $1", sha256)
+    row = await get_photo(request.app[POOL], sha256)
     if row is None:
         raise ApiError(404, "photo_not_found", "No photo has this hash.")
     try:

@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ingest.api import ApiError, Reason, respond
+from ingest.api import ApiError, Reason, path_id, respond
 from ingest.auth import Principal, check_owner, require_principal
 from ingest.ownership import (
     Actor,
@@ -354,13 +354,6 @@ def _rules_for(request: web.Request, on: date) -> RuleSet:
         return rule_set_named(forced) if forced else rule_set_for(on)
     except RuleSetError as e:
         raise ApiError(422, e.code, e.message) from None
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise ApiError(404, "not_found", "There is nothing here.")
-    return int(raw)
 
 
 def _snapshot(r: asyncpg.Record) -> dict[str, Any]:

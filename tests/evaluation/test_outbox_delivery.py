@@ -180,11 +180,12 @@ async def test_rows_of_a_sender_that_died_are_taken_over_after_its_lease(
 ) -> None:
     await seed_results(conn, 3)
     rec = await receiver(lambda key: "ok")  # type: ignore[misc]
-    claimed = await claim_due(conn, "crashed-sender", 10, lease_s=0.5)
+    claimed = await claim_due(conn, "crashed-sender", 10, lease_s=60)
     assert len(claimed) == 3
     s = sender(eval_pool, rec.url, "survivor")
     assert await s.run_once() == 0  # still leased
-    await asyncio.sleep(0.6)
+    # The crashed sender's lease runs out (moved to the past rather than waited for).
+    await conn.execute("update outbox set lease_until = now() - interval '1 second' where claimed_by = 'crashed-sender'")
     assert await s.run_once() == 3
     assert len(rec.accepted) == 3
     # The crashed sender coming back cannot overwrite the survivor's outcome.
@@ -225,10 +226,11 @@ async def test_stop_finishes_the_requests_in_flight(
     rec = await receiver(lambda key: "ok")  # type: ignore[misc]
     original = rec.handle
     arrived = asyncio.Event()
+    answer = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
         arrived.set()
-        await asyncio.sleep(0.3)
+        await answer.wait()
         return await original(request)
 
     rec.handle = slow
@@ -242,7 +244,12 @@ async def test_stop_finishes_the_requests_in_flight(
         s = sender(eval_pool, f"http://127.0.0.1:{runner.addresses[0][1]}/slow", "stopping", timeout_s=2.0)
         await s.start()
         await asyncio.wait_for(arrived.wait(), 5)
-        await s.stop()  # returns only once the answer is in and recorded
+        stopping = asyncio.create_task(s.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=0.5)
+        assert not done  # stop() waits while the request is unanswered...
+        answer.set()
+        await asyncio.wait_for(stopping, 5)  # ...and returns once the answer is in and recorded
         assert await counts(eval_pool) == {"pending": 0, "delivered": 1, "dead": 0}
+        assert len(rec.accepted) == 1
     finally:
         await runner.cleanup()

@@ -200,11 +200,46 @@ async def test_a_season_participant(conn: asyncpg.Connection) -> None:
     assert (await designate_as_of(conn, seoul(date(2023, 4, 7)))).ends == 0
     staged = await evaluate_round(conn, parse_round("2023-05"))
     assert (staged.to_write, staged.special_points, staged.problems) == (1, 10_000, [])
+    # The end is the first reading from the season's end instant (1 April 00:00 KST): the car is
+    # measured over all of the season's 121 days, not 120.
+    assert await pointers(conn, pid) == (days[date(2022, 12, 1)], days[date(2023, 4, 1)])
     r = await conn.fetchrow("select * from period_results where participation_id = $1", pid)
     assert r is not None
-    assert (r["start_date"], r["end_date"], r["days"]) == (date(2022, 12, 1), date(2023, 3, 31), 120)
-    # 1,680 km over 120 days, prorated to the season's 121 days: 1,694 km <= 1,800.
-    assert (r["actual_km"], r["season_km"], r["season_days"]) == (Decimal("1680.0"), Decimal("1694.0"), 121)
+    assert (r["start_date"], r["end_date"], r["days"]) == (date(2022, 12, 1), date(2023, 4, 1), 121)
+    assert (r["actual_km"], r["season_km"], r["season_days"]) == (Decimal("1694.0"), Decimal("1694.0"), 121)
+
+
+async def test_a_connected_season_needs_1800_km_not_1785(conn: asyncpg.Connection) -> None:
+    """Issue 15, item 2: 1,800 km over the whole season earns; measured on 120 days it needed 1,785."""
+    car = await connected_car(conn)
+    pid = await enrol(conn, car, date(2022, 11, 20), program="season", season_year=2022)
+    # Noon readings: 1 December at 40,000 km, 31 March at 41,790 km, 1 April at 41,800 km.
+    start = await add_reading(conn, car, 40_000_000, date(2022, 12, 1))
+    await add_reading(conn, car, 41_790_000, date(2023, 3, 31))
+    end = await add_reading(conn, car, 41_800_000, date(2023, 4, 1))
+    await add_reading(conn, car, 41_900_000, date(2023, 4, 3))
+    staged = await evaluate_round(conn, parse_round("2023-05"))
+    assert await pointers(conn, pid) == (start, end)
+    assert (staged.to_write, staged.special_points) == (1, 10_000)
+    r = await conn.fetchrow("select * from period_results where participation_id = $1", pid)
+    assert r is not None and (r["days"], r["season_km"]) == (121, Decimal("1800.0"))
+
+
+async def test_a_season_without_readings_after_its_end_is_measured_to_its_last_reading(conn: asyncpg.Connection) -> None:
+    """No reading in the week after 1 April (the car stood still, or its stream stopped): the
+    latest reading within the season ends it, and the coverage rule decides whether it counts."""
+    parked, stopped = await connected_car(conn), await connected_car(conn)
+    p_parked = await enrol(conn, parked, date(2022, 11, 20), program="season", season_year=2022)
+    p_stopped = await enrol(conn, stopped, date(2022, 11, 20), program="season", season_year=2022)
+    parked_days = await stream(conn, parked, date(2022, 12, 1), date(2023, 3, 30), m_per_day=10_000)
+    await add_reading(conn, parked, 50_000_000, date(2023, 4, 9))  # after the end window
+    stopped_days = await stream(conn, stopped, date(2022, 12, 1), date(2023, 2, 20), m_per_day=10_000)
+    staged = await evaluate_round(conn, parse_round("2023-05"))
+    assert await pointers(conn, p_parked) == (parked_days[date(2022, 12, 1)], parked_days[date(2023, 3, 30)])
+    assert await pointers(conn, p_stopped) == (stopped_days[date(2022, 12, 1)], stopped_days[date(2023, 2, 20)])
+    assert [(pid, code) for pid, code, _ in staged.problems] == [(p_stopped, "season_coverage_too_low")]
+    r = await conn.fetchrow("select * from period_results where participation_id = $1", p_parked)
+    assert r is not None and (r["days"], r["special_points"]) == (119, 10_000)
 
 
 async def test_ended_participations_are_left_alone_unless_their_period_was_complete(conn: asyncpg.Connection) -> None:
@@ -323,7 +358,7 @@ async def test_a_mixed_world_is_evaluated_by_one_round(conn: asyncpg.Connection)
     assert (staged.to_write, staged.problems) == (10, [])
     results = {r["participation_id"]: r for r in await conn.fetch("select * from period_results")}
     assert set(results) == {*photo, *connected, season}
-    assert results[season]["special_points"] == 0  # 2,400 km over 120 days
+    assert results[season]["special_points"] == 0  # 2,420 km over the season's 121 days
     # Daily readings end on the last day itself; every other day, on the day before.
     assert [results[p]["end_date"] for p in connected[:2]] == [date(2023, 3, 15), date(2023, 3, 14)]
     assert await conn.fetchval("select count(*) from outbox") == 10

@@ -56,7 +56,8 @@ def test_designate_dry_run_then_run_then_again(db_env: str, capsys: pytest.Captu
     assert main(["periods", "show", str(pid), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["period"] == {"first_day": "2022-03-15", "last_day": "2023-03-15",
-                               "end_designated_from": "2023-03-23", "complete": True}
+                               "end_designated_from": "2023-03-23", "end_from": None, "end_until": None,
+                               "complete": True}
     assert shown["end_reading"]["recorded_on"] == "2023-03-14" and shown["end_reading"]["source"] == "telematics"
     assert [d["stage"] for d in shown["designations"]] == ["start", "end"]
     assert main(["periods", "show", str(pid)]) == 0

@@ -163,7 +163,7 @@ def test_emission_certificates(
         ("GMY-HD-20-19", "emission_certificate_invalid_class"),
         ("IMY-HD-21-19", "emission_certificate_invalid_year"),
         ("GMYHD2119", "emission_certificate_invalid_format"),
-        ("GXX-HD-21-19", "emission_certificate_invalid_format"),
+        ("G1X-HD-21-19", "emission_certificate_invalid_format"),
     ],
 )
 def test_invalid_emission_certificates(text: str, code: str) -> None:

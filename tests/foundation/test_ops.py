@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -124,35 +126,79 @@ def test_cli_help_lists_subcommands() -> None:
         assert command in out.stdout
 
 
-def test_sigterm_drains_in_flight_requests(
+def _enrol(url: str, token: str, payload: dict[str, object]) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(
+        url + "/v1/vehicles",
+        data=json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.status, json.loads(r.read())
+
+
+def _wait_for_log(svc: LiveService, text: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while text not in svc.logs():
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{svc.logs()[-2000:]}"
+        time.sleep(0.02)
+
+
+async def _wait_for_lock_waiters(database_url: str, n: int, within_s: float = 30) -> None:
+    """Until `n` sessions of this database wait for a lock (the service's requests). Watched from
+    a connection of its own: activity seen inside a transaction is a snapshot that never moves."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await _watch_lock_waiters(conn, n, within_s)
+    finally:
+        await conn.close()
+
+
+async def _watch_lock_waiters(conn: asyncpg.Connection, n: int, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        waiting = await conn.fetchval(
+            "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+        )
+        if waiting == n:
+            return
+        assert time.monotonic() < deadline, f"{waiting} requests wait in the database, not {n}"
+        await asyncio.sleep(0.02)
+
+
+async def test_sigterm_drains_in_flight_requests(
     live_service_factory: Callable[..., LiveService], fresh_database_url: str
 ) -> None:
-    """A request that is being answered when SIGTERM arrives is still answered, then the process
-    exits 0; the enrolment it carried is committed."""
+    """Requests the service is handling when SIGTERM arrives are still answered, then the process
+    exits 0; the enrolments they carried are committed.
+
+    The requests are in flight for certain: the test holds a lock on the cars' table, so each one
+    waits inside the database until the service has begun shutting down."""
     svc = live_service_factory(fresh_database_url)
+    assert svc.proc is not None
     token = cli_token(fresh_database_url, "citizen", "drain-owner")
-    results: list[int] = []
-
-    def enrol() -> None:
-        body = json.dumps(vehicle_payload()).encode()
-        req = urllib.request.Request(
-            svc.url + "/v1/vehicles",
-            data=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    payloads = [vehicle_payload() for _ in range(5)]
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        held = conn.transaction()
+        await held.start()
+        await conn.execute("lock table vehicles in share row exclusive mode")
+        enrolments = [asyncio.create_task(asyncio.to_thread(_enrol, svc.url, token, p)) for p in payloads]
+        await _wait_for_lock_waiters(fresh_database_url, len(payloads))
+        svc.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(_wait_for_log, svc, '"msg": "shutting down')
+        await held.rollback()
+        answers = await asyncio.gather(*enrolments)
+        code = await asyncio.to_thread(svc.proc.wait, 30)
+        stored = await conn.fetch(
+            "select vin from vehicles where vin = any($1::text[])", [p["vin"] for p in payloads]
         )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            results.append(r.status)
-
-    threads = [threading.Thread(target=enrol) for _ in range(5)]
-    for t in threads:
-        t.start()
-    time.sleep(0.05)
-    code = svc.terminate()
-    for t in threads:
-        t.join()
+    finally:
+        await conn.close()
     assert code == 0, svc.logs()[-2000:]
     assert '"msg": "stopped"' in svc.logs()
-    assert results.count(201) == len(results)
+    assert [status for status, _ in answers] == [201] * len(payloads), answers
+    assert [body["vin"] for _, body in answers] == [p["vin"] for p in payloads]
+    assert {r["vin"] for r in stored} == {p["vin"] for p in payloads}
 
 
 def test_live_service_logs_json_with_masked_plates(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from ingest.routes import pages
+from ingest.routes.pages import static_files
 from storage.tokens import create_token, revoke_token
 from tests.conftest import ROOT, TokenFactory, service_url
 from tests.photos.pagekit import _csrf, sign_in
@@ -160,7 +160,7 @@ async def test_the_static_cache_holds_only_shipped_files(client: TestClient) -> 
         r = await client.get(f"/static/made-up-{i}.css")
         assert r.status == 404
     assert (await client.get("/static/pages.css")).status == 200
-    shipped = pages._static_names()
+    shipped = static_files._static_names()
     assert "pages.css" in shipped
-    assert pages._static_file.cache_info().currsize <= len(shipped)
-    assert pages._static_file.cache_info().maxsize is not None
+    assert static_files._static_file.cache_info().currsize <= len(shipped)
+    assert static_files._static_file.cache_info().maxsize is not None

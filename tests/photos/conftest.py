@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ingest.app import create_app
 from ingest.ocr_worker import OcrWorkers
-from ingest.routes.photos import BLOBS
 from ingest.settings import Settings
+from ingest.state import BLOBS
 from prorate.calendar import SEOUL
 from tests.conftest import TokenFactory, make_settings, ownership_check, vehicle_payload
 from tests.photos import oracle

@@ -6,7 +6,7 @@ import re
 
 from aiohttp.test_utils import TestClient
 
-from ingest.routes.pages import CSP
+from ingest.routes.pages.rendering import CSP
 
 SCRIPT = "<script>alert('pwned')</script>"
 

@@ -15,6 +15,7 @@ from prorate.photo_decision import (
     PlateEvidence,
     ReuseMatch,
     decide,
+    decide_for_stage,
 )
 from prorate.photo_window import ParticipationDates, capture_moment, end_window, window_reasons
 from prorate.rules import rule_set_named
@@ -106,6 +107,28 @@ def test_quality_remarks_do_not_block_a_confident_read_but_show_in_review() -> N
     d = decide(evidence(dashboard=blurry, plate=PlateEvidence()))
     assert d.outcome == "in_review"
     assert "dashboard_retake_blurry" in d.remarks
+
+
+def test_a_stage_verified_already_sends_even_a_perfect_photo_to_a_reviewer() -> None:
+    d = decide_for_stage(evidence(), stage_verified=True)
+    assert (d.outcome, d.reasons, d.value_m) == ("in_review", ("stage_already_verified",), None)
+    doubtful = decide_for_stage(evidence(plate=PlateEvidence()), stage_verified=True)
+    assert doubtful.reasons == ("plate_unread", "stage_already_verified")
+
+
+def test_a_stage_verified_already_still_asks_for_a_retake_of_an_unusable_photo() -> None:
+    d = decide_for_stage(evidence(dashboard=ImageEvidence(ok=False, reasons=("truncated",))), stage_verified=True)
+    assert (d.outcome, d.reasons) == ("retake", ("dashboard_truncated",))
+
+
+@given(plate_ok=st.booleans(), odo_ok=st.booleans(), usable=st.booleans())
+def test_an_open_stage_is_decided_as_any_photo(plate_ok: bool, odo_ok: bool, usable: bool) -> None:
+    e = evidence(
+        dashboard=ImageEvidence(ok=usable, reasons=() if usable else ("truncated",)),
+        odometer=OdometerEvidence(value_km=123456, auto_accept=odo_ok, claim_confirmed=odo_ok),
+        plate=PlateEvidence(text="12가3456", auto_accept=plate_ok, claim_confirmed=plate_ok),
+    )
+    assert decide_for_stage(e, stage_verified=False) == decide(e)
 
 
 flags = st.booleans()

@@ -74,7 +74,7 @@ def test_single_bad_input_exits_non_zero(extra: list[str], needle: str, capsys: 
     [
         ({"end_date": "2022-02-01"}, "before the start"),
         ({"end_km": 40000}, "below start_km"),
-        ({"start_date": "2021-03-01"}, "no rule set covers"),
+        ({"start_date": "2020-03-01"}, "no rule set covers"),
         ({"start_km": "abc"}, "start_km"),
         ({"start_date": 20220301}, "YYYY-MM-DD"),
         ({"program": "monthly"}, "program"),

@@ -26,7 +26,8 @@ def _season() -> SeasonRules:
 SEASON = _season()
 
 starts = st.dates(min_value=date(2022, 1, 1), max_value=date(2030, 12, 31))
-days_st = st.integers(min_value=1, max_value=800)
+#: Annual periods long enough to be computed (shorter ones are refused: test_programme_rules.py).
+days_st = st.integers(min_value=RULES.periods.min_annual_days, max_value=800)
 odometers = st.integers(min_value=0, max_value=2_000_000_000)
 distances = st.integers(min_value=0, max_value=200_000_000)
 daily = st.builds(Baseline, method=st.just("override"), daily_m_num=st.integers(0, 500_000), daily_m_den=st.integers(1, 10_000))

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.routes.pages import _safe_next
+from ingest.routes.pages.sessions import _safe_next
 from tests.conftest import TokenFactory
 from tests.photos.pagekit import _csrf
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import requests
 
-from ingest.routes.pages import SIGN_IN_FORM_LIMIT
-from ingest.routes.photos import MAX_PHOTO_BYTES, MAX_UPLOAD_BYTES
+from ingest.routes.pages.sessions import SIGN_IN_FORM_LIMIT
+from ingest.routes.photos import upload_limit
+from ocr.intake import MAX_BYTES as MAX_PHOTO_BYTES
 from tests.conftest import LiveService
 from tests.security.conftest import LiveCitizen, page_session
 from tests.security.rawhttp import Answer, junk, stream
@@ -83,7 +84,7 @@ def test_a_chunked_unknown_part_stops_at_the_forms_limit(live_service: LiveServi
         chunked=True,
     )
     assert a.status == 413, a
-    _assert_stopped_early(a, MAX_UPLOAD_BYTES)
+    _assert_stopped_early(a, upload_limit())
 
 
 def test_a_chunked_preamble_counts_too(live_service: LiveService, citizen_on_live: LiveCitizen) -> None:
@@ -97,7 +98,7 @@ def test_a_chunked_preamble_counts_too(live_service: LiveService, citizen_on_liv
         chunked=True,
     )
     assert a.status in (400, 413), a
-    _assert_stopped_early(a, MAX_UPLOAD_BYTES)
+    _assert_stopped_early(a, upload_limit())
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body(
