@@ -14,6 +14,9 @@ Worlds (`--world`):
   all starts and ends is timed alone, then the round runs.
 - `photo`: every participation has its readings up front, as the photo flow sets them.
 
+The naive loop decides each participation with the period rules' one function
+(`prorate.evaluate.evaluate_participation`), which the round states in SQL.
+
 Uses its own scratch database (created, then dropped; CMBENCH_DB names it, --keep keeps it). Run:
     nice -n 10 .venv/bin/python bench/evaluate.py [--n 1000000] [--sample 300] [--world connected|backlog|photo]
 Last line: {"participations": n, "seconds": s, "ratio_vs_naive": r, "designated": k,
@@ -32,12 +35,12 @@ import os
 import re
 import sys
 import time
+import uuid
 
 import asyncpg
 
-from prorate.baseline import BaselineFacts, derive_baseline
-from prorate.calc import compute
-from prorate.period import Period, report_km, report_pct, seoul_date
+from prorate.evaluate import CarHistory, Participation, PeriodReading, evaluate_participation, reading_day
+from prorate.figures import PeriodFigures
 from prorate.rounds import parse_round
 from prorate.rules import rule_set_named
 from storage.db import create_pool, drop_database, ensure_database, with_database
@@ -149,12 +152,19 @@ async def setup(url: str, n: int, world: str) -> float:
     return time.perf_counter() - t
 
 
+_READING = ("id", "vehicle_id", "odometer_m", "status", "source", "recorded_at", "captured_at", "uploaded_at",
+            "approved_at", "verified_at")
+
+
 async def naive_sample(pool: asyncpg.Pool, sample: int, n: int, skip_due: bool = False) -> float:
-    """Seconds per participation for a per-row loop: fetch, compute in Python, insert, one by one."""
+    """Seconds per participation for a per-row loop: fetch, decide in Python with the period rules
+    (`evaluate_participation`, as `carmileage calc` does), insert the result and its outbox row,
+    one by one. The outbox row is the round's (its payload rendered when it is sent), so both
+    sides do the same work."""
     rnd = parse_round(ROUND)
-    rules = rule_set_named("seoul-2022")
     step = max(1, n // sample)
     ids = [i for i in range(1, n + 1, step) if not (skip_due and i % 6 == 0)][:sample]
+    readings = ", ".join(f"{a}.{c} as {a}_{c}" for a in ("rs", "re") for c in _READING)
     async with pool.acquire() as conn:
         tr = conn.transaction()
         await tr.start()
@@ -162,58 +172,62 @@ async def naive_sample(pool: asyncpg.Pool, sample: int, n: int, skip_due: bool =
             t = time.perf_counter()
             for pid in ids:
                 row = await conn.fetchrow(
-                    """select p.*, v.first_registration_date, v.acquired_date, v.acquired_odometer_m, v.district,
-                              rs.odometer_m as start_m, rs.recorded_at as start_at,
-                              re.odometer_m as end_m, re.recorded_at as end_at, re.verified_at
-                       from participations p join vehicles v on v.id = p.vehicle_id
-                       join readings rs on rs.id = p.start_reading_id
-                       join readings re on re.id = p.end_reading_id
-                       where p.id = $1""",
+                    f"""select p.*, v.first_registration_date, v.acquired_date, v.acquired_odometer_m,
+                               v.district, {readings}
+                        from participations p join vehicles v on v.id = p.vehicle_id
+                        join readings rs on rs.id = p.start_reading_id
+                        join readings re on re.id = p.end_reading_id
+                        where p.id = $1""",
                     pid,
                 )
                 assert row is not None
-                if row["verified_at"] >= rnd.cutoff:
+                if row["re_verified_at"] >= rnd.cutoff:
                     continue
-                period = Period(seoul_date(row["start_at"]), seoul_date(row["end_at"]))
-                baseline = derive_baseline(
-                    BaselineFacts(
-                        start_date=period.start,
-                        start_odometer_m=row["start_m"],
-                        first_registration_date=row["first_registration_date"],
-                        acquired_date=row["acquired_date"],
-                        acquired_odometer_m=row["acquired_odometer_m"],
-                        district=row["district"],
-                        override_daily_km=row["baseline_daily_km"],
+                rules = rule_set_named(row["rule_set"])
+                start, end = (
+                    PeriodReading(
+                        id=row[f"{a}_id"], vehicle_id=row[f"{a}_vehicle_id"], odometer_m=row[f"{a}_odometer_m"],
+                        superseded=row[f"{a}_status"] != "verified",
+                        on=reading_day(source=row[f"{a}_source"], recorded_at=row[f"{a}_recorded_at"],
+                                       captured_at=row[f"{a}_captured_at"], uploaded_at=row[f"{a}_uploaded_at"],
+                                       approved_at=row[f"{a}_approved_at"], basis=rules.readings.photo_date_basis),
+                    )
+                    for a in ("rs", "re")
+                )
+                f = evaluate_participation(
+                    Participation(
+                        program=row["program"], rule_set=row["rule_set"], season_year=row["season_year"],
+                        enrolled_on=row["enrolled_on"], status=row["status"], ended_on=row["ended_on"],
+                        end_reason=row["end_reason"], baseline_daily_km=row["baseline_daily_km"],
+                        car=CarHistory(vehicle_id=row["vehicle_id"], first_registration_date=row["first_registration_date"],
+                                       acquired_date=row["acquired_date"], acquired_odometer_m=row["acquired_odometer_m"],
+                                       district=row["district"]),
                     ),
-                    rules.baseline,
-                )
-                f = compute(
-                    program=row["program"],
+                    start,
+                    end,
+                    round_first_day=rnd.first_day,
                     rules=rules,
-                    period=period,
-                    start_odometer_m=row["start_m"],
-                    end_odometer_m=row["end_m"],
-                    baseline=baseline,
-                    season_year=row["season_year"],
                 )
-                assert f.baseline_m is not None and f.reduction_m is not None
+                assert isinstance(f, PeriodFigures), f
+                assert f.baseline is not None
+                r = f.reported()
+                event_id = uuid.uuid4()
                 rid = await conn.fetchval(
                     """insert into period_results (participation_id, version, round, program, rule_set,
                            start_reading_id, end_reading_id, start_date, end_date, days, baseline_daily_km,
                            baseline_km, actual_km, reduction_km, reduction_rate_pct, points, special_points,
-                           baseline_derivation)
-                       values ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                           baseline_derivation, event_id)
+                       values ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                        returning id""",
                     pid, ROUND, f.program, f.rules, row["start_reading_id"], row["end_reading_id"],
-                    f.start_date, f.end_date, f.days, report_km(baseline.daily_m), report_km(f.baseline_m),
-                    report_km(f.actual_m), report_km(f.reduction_m),
-                    report_pct(f.reduction_rate) if f.reduction_rate is not None else None,
-                    f.points or 0, f.special_points or 0, json.dumps(baseline.evidence()),
+                    f.start_date, f.end_date, f.days, r.baseline_daily_km, r.baseline_km, r.actual_km,
+                    r.reduction_km, r.reduction_rate_pct, f.points or 0, f.special_points or 0,
+                    json.dumps(f.baseline.evidence()), event_id,
                 )
                 await conn.execute(
-                    "insert into outbox (event_id, kind, period_result_id, payload) values (gen_random_uuid(), 'period_result', $1, $2)",
+                    "insert into outbox (event_id, kind, period_result_id) values ($1, 'period_result', $2)",
+                    event_id,
                     rid,
-                    json.dumps(f.report()),
                 )
             per_row = (time.perf_counter() - t) / len(ids)
         finally:

@@ -9,9 +9,11 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from prorate.identifiers import PLATE_REGIONS
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_REGIONS = "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
+_REGIONS = "|".join(PLATE_REGIONS)
 _PLATE = re.compile(rf"((?:{_REGIONS})?\s?\d{{2,3}}\s?[가-힣])\s?(\d{{4}})")
 _VIN = re.compile(r"\b([A-HJ-NPR-Z0-9]{3})[A-HJ-NPR-Z0-9]{14}\b")
 

@@ -1,7 +1,8 @@
 """Train the small Hangul syllable classifier used on licence plates (ocr/models/hangul.onnx).
 
-Classes: every syllable a Korean plate can carry (prorate.identifiers.PLATE_SYLLABLES), every
-syllable of the region names (서울 … 제주), and "#" for anything else (a digit, a bolt, a border,
+Classes (`ocr.hangul.domain_classes`, written beside the model as hangul.classes.json): every
+syllable a Korean plate can carry and every syllable of the region names (서울 … 제주), both from
+prorate.identifiers, and "#" for anything else (a digit, a bolt, a border,
 background), so that a badly located slot is rejected instead of forced into a syllable.
 
 Synthetic renders only.  Each sample is a whole plate row (front digits, syllable, serial) drawn
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import random
@@ -36,7 +38,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ocr.hangul import CLASSES, PLATE_SYLLABLES, S, preprocess
+from ocr.hangul import PLATE_SYLLABLES, S, domain_classes, preprocess
+
+#: A new model's classes come from the domain's alphabet (prorate.identifiers); their order is
+#: written beside the model (hangul.classes.json), which is what the reader loads.
+CLASSES = domain_classes()
+NOTE = "the class order of hangul.onnx (scripts/train_hangul.py writes it with the model)"
 
 _NANUM = "/usr/share/fonts/truetype/nanum/"
 _NOTO = "/usr/share/fonts/opentype/noto/"
@@ -405,7 +412,11 @@ def main() -> None:
         opset_version=17,
         dynamo=False,
     )
-    print("wrote", a.out, os.path.getsize(a.out), "bytes")
+    classes = os.path.join(os.path.dirname(a.out) or ".", "hangul.classes.json")
+    with open(classes, "w", encoding="utf-8") as f:
+        json.dump({"classes": CLASSES, "note": NOTE}, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    print("wrote", a.out, os.path.getsize(a.out), "bytes, and", classes)
 
 
 if __name__ == "__main__":

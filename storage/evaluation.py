@@ -1,9 +1,13 @@
 """Evaluation rounds, set-based: every participation of a round is computed by a few SQL statements.
 
-The rule tables (prorate/rules/*.toml) are loaded into temporary tables, and the same exact
-arithmetic as `prorate.calc.compute` is done in SQL on integers (numeric), deciding tiers and
-special points by cross-multiplication, so no value is ever rounded before a decision. The test
-suite checks row by row that SQL and the Python domain agree.
+The rule tables (prorate/rules/*.toml) are loaded into temporary tables, and the period rules of
+`prorate.evaluate.evaluate_participation` (the reading's day, the refusals in their order, the
+baseline, the exact arithmetic of `prorate.figures.compute`, the reported figures of
+`prorate.display`) are stated in SQL on integers (numeric), deciding tiers and special points by
+cross-multiplication, so no value is ever rounded before a decision. The SQL-parity tests
+(tests/evaluation/test_evaluation_matches_domain.py) hold every participation of a round equal to
+`evaluate_participation`'s result or refusal; a million participations take ~40 s here, which
+Python per participation could not approach.
 
 Steps, all in one transaction (`evaluate_round`):
 0. `storage.period_readings.designate_periods`: connected cars' participations get their start and
@@ -32,6 +36,8 @@ from typing import Any
 import asyncpg
 
 from prorate.districts import district_tables
+from prorate.evaluate import REFUSALS
+from prorate.figures import DAILY_KM_PLACES
 from prorate.period import KM_PLACES, PCT_PLACES
 from prorate.rounds import Round
 from prorate.rules import RuleSet, all_rule_sets
@@ -112,7 +118,8 @@ async def load_rule_tables(conn: Conn, sets: tuple[RuleSet, ...] | None = None) 
 
 
 def _reading_date(alias: str) -> str:
-    """SQL for the Seoul calendar date a reading counts on, under the rule set's date basis."""
+    """SQL for the Seoul calendar date a reading counts on, under the rule set's date basis
+    (`prorate.evaluate.reading_day`)."""
     return f"""((case when {alias}.source = 'telematics' then {alias}.recorded_at
                      else coalesce(case r.date_basis when 'capture' then {alias}.captured_at
                                                      when 'upload' then {alias}.uploaded_at
@@ -276,7 +283,7 @@ def _proration_sql(sets: tuple[RuleSet, ...]) -> str:
 
 def _rule_problem_sql(sets: tuple[RuleSet, ...]) -> str:
     """SQL for what a rule set refuses to pay (after the inputs' problems), in prorate's order:
-    `check_annual_period` / `check_season_rules`, then `check_participation` (prorate.calc).
+    `check_annual_period` / `check_season_rules`, then `check_participation` (prorate.figures).
 
     Generated per rule set with its figures as literals, so the round carries no rule columns;
     an active participation (no end reason) skips the participation checks at once.
@@ -437,7 +444,7 @@ with written as (
         baseline_days)
     select o.participation_id, o.version, $3, o.program, o.rule_set, o.start_id, o.end_id,
            o.s_date, o.e_date, o.days,
-           cm_round_half_up(o.num, o.den * 1000, 4),
+           cm_round_half_up(o.num, o.den * 1000, {DAILY_KM_PLACES}),
            cm_round_half_up(o.bnum, o.den * 1000, 1),
            cm_round_half_up(o.actual_m, 1000, 1),
            {reduction},
@@ -496,33 +503,8 @@ class StagedRound:
     designation: Designation | None = None
 
 
-_PROBLEM_TEXT = {
-    "rules_unknown": "the participation's rule set is unknown",
-    "reading_of_another_car": "the start or end reading belongs to another car",
-    "start_reading_superseded": "the start reading was superseded; the participation must point at its correction",
-    "end_reading_superseded": "the end reading was superseded; the participation must point at its correction",
-    "end_before_start": "the end reading's date is before the start reading's",
-    "empty_period": "the start and end readings fall on the same date",
-    "odometer_decreased": "the end odometer is below the start odometer",
-    "baseline_contradictory": "the car's registration facts contradict each other (registration, acquisition, odometer)",
-    "district_unknown": "the car has less than a year of history and its district has no published average",
-    "season_not_in_rules": "the rule set has no winter season special points",
-    "season_no_overlap": "the readings do not overlap the participation's season",
-    "season_several": "the readings span more than one winter season",
-    "season_end_too_late": "the end reading is after the season's end-data deadline",
-    "period_too_short": "the period is shorter than the rule set's minimum for an annual result",
-    "period_end_outside_window": "the end reading is not within the rule set's window after the scheduled end",
-    "season_enrolled_late": "enrolled after the season's enrolment deadline",
-    "season_start_outside_window": "the start reading is outside the season's start window",
-    "season_coverage_too_low": "the readings cover too little of the season (never extrapolated from a few days)",
-    "participation_ownership_refused": "the member's ownership of the car was refused: never paid",
-    "participation_ended_early": "the participation ended before its end reading",
-    "participation_transferred": "the car's ownership was transferred before the round: a transferred car is not paid",
-}
-
-
 def problem_message(code: str) -> str:
-    return _PROBLEM_TEXT.get(code, code)
+    return REFUSALS.get(code, code)
 
 
 async def stage_round(conn: Conn, rnd: Round, sets: tuple[RuleSet, ...] | None = None) -> StagedRound:

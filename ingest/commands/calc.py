@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from prorate.calc import CalcRequest, PeriodFigures, calculate, parse_request
+from prorate.calc import CalcRequest, calculate, parse_request
 from prorate.errors import ProrateError
+from prorate.figures import PeriodFigures
 
 EXIT_OK = 0
 #: Single mode: the input cannot be computed. Batch mode: at least one line could not be.

@@ -1,15 +1,17 @@
-"""The set-based SQL of a round and the Python domain (prorate) agree, participation by participation.
+"""The set-based SQL of a round and the period rules (`prorate.evaluate.evaluate_participation`)
+agree, participation by participation, and so do the payloads it queues and the reward
+calculator's model (`prorate.reward_event`).
 
-The round's SQL re-states the domain arithmetic on integers; this test is what keeps the two from
-drifting apart. Inputs are random (seeded, and hypothesis-generated) plus exact tier and season
-boundaries: every baseline method, both rule sets' arithmetic (2021 without day-proration, 2022
-with it), the period and season rules (minimum length, end window, start window, coverage,
-enrolment deadline), ended and transferred participations, and reported figures next to a bound.
+The round's SQL re-states the period rules on integers; this test is what keeps the two from
+drifting apart. Inputs are random (seeded, and hypothesis-generated over the rule tables) plus
+exact tier and season boundaries: every baseline method, every rule set's arithmetic (2021
+without day-proration, 2022 on with it), the period and season rules (minimum length, end window,
+start window, coverage, enrolment deadline), ended and transferred participations, photo readings
+counted on their capture day, and reported figures next to a bound.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,15 +22,23 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prorate.baseline import BaselineFacts, derive_baseline
-from prorate.calc import ParticipationFacts, compute
-from prorate.errors import ProrateError
-from prorate.period import Period, add_months, round_half_up
-from prorate.rounds import parse_round
-from prorate.rules import rule_set_named
+from prorate.evaluate import (
+    CarHistory,
+    Participation,
+    PeriodReading,
+    Refusal,
+    evaluate_participation,
+    reading_day,
+)
+from prorate.figures import PeriodFigures
+from prorate.period import add_months
+from prorate.rounds import Round, parse_round
+from prorate.rules import RuleSet, RuleSetError, all_rule_sets, rule_set_for_season, rule_set_named
+from prorate.season import season_starting
 from storage.evaluation import evaluate_round
 
-from .helpers import add_reading, make_car
+from .helpers import make_car, seoul
+from .parity import compare_round
 
 ROUND = parse_round("2024-05")
 DISTRICTS = ["강남구", "종로구", "노원구", "서초구", "해운대구"]
@@ -42,59 +52,46 @@ def enrolled_on(case: dict[str, Any]) -> date:
     return case["s"] if case["program"] == "annual" else date(case["season_year"], 11, 20)
 
 
-def reference(case: dict[str, Any]) -> dict[str, Any] | str:
-    """What prorate computes for a case, or the problem code (checks in the round's order)."""
-    rules = rule_set_named(case.get("rule_set", "seoul-2022"))
+def provenance(case: dict[str, Any], stage: str) -> dict[str, Any]:
+    """How a case's start or end reading was taken: a connected car's on its day (`s`, `e`), or a
+    photo captured on that day and uploaded (and recorded) days later."""
+    day = case["s" if stage == "start" else "e"]
+    photo = case.get(f"{stage}_photo")
+    if photo is None:
+        return {"source": "telematics", "recorded_at": seoul(day)}
+    return {"source": "photo", "recorded_at": seoul(day + timedelta(days=photo["late_days"])),
+            "captured_at": photo["captured_at"], "uploaded_at": seoul(day + timedelta(days=photo["late_days"]))}
+
+
+def reference(case: dict[str, Any], rnd: Round = ROUND) -> PeriodFigures | Refusal:
+    """What the period rules decide for a case (the one function `carmileage calc` calls too)."""
+    name = case.get("rule_set", "seoul-2022")
     try:
-        period = Period(case["s"], case["e"])
-        if case["end_m"] < case["start_m"]:
-            raise ProrateError("odometer_decreased", "")
-        baseline = derive_baseline(
-            BaselineFacts(
-                start_date=case["s"],
-                start_odometer_m=case["start_m"],
-                first_registration_date=case["reg"],
-                acquired_date=case["acq"],
-                acquired_odometer_m=case["acq_m"],
-                district=case["district"],
-                override_daily_km=case["override"],
-            ),
-            rules.baseline,
+        basis = rule_set_named(name).readings.photo_date_basis
+    except RuleSetError:
+        basis = "capture"  # (refused as rules_unknown before any day counts)
+    start, end = (
+        PeriodReading(
+            odometer_m=case[f"{stage}_m"],
+            on=reading_day(basis=basis, **provenance(case, stage)),
+            vehicle_id=2 if case.get(f"{stage}_of_another_car") else 1,
+            superseded=bool(case.get(f"{stage}_superseded")),
         )
-        f = compute(
-            program=case["program"],
-            rules=rules,
-            period=period,
-            start_odometer_m=case["start_m"],
-            end_odometer_m=case["end_m"],
-            baseline=baseline,
-            season_year=case["season_year"],
-            participation=ParticipationFacts(
-                enrolled_on=enrolled_on(case),
-                status="ended" if case.get("ended_on") else "active",
-                ended_on=case.get("ended_on"),
-                end_reason=case.get("end_reason"),
-            ),
-            round_first_day=ROUND.first_day,
-        )
-    except ProrateError as e:
-        return {"baseline_needs_district": "district_unknown"}.get(e.code, e.code)
-    r = f.report()
-    assert f.baseline is not None
-    return {
-        "days": f.days,
-        "baseline_days": f.baseline_days,
-        "baseline_km": r["baseline_km"],
-        "actual_km": r["actual_km"],
-        "reduction_km": r["reduction_km"],
-        "reduction_rate_pct": r["reduction_rate_pct"],
-        "points": f.points or 0,
-        "tier_by": f.tier_by,
-        "special_points": f.special_points or 0,
-        "season_km": r.get("season_km"),
-        "baseline_daily_km": float(round_half_up(f.baseline.daily_m / 1000, 4)),
-        "derivation": f.baseline.evidence(),
-    }
+        for stage in ("start", "end")
+    )
+    participation = Participation(
+        program=case["program"],
+        rule_set=name,
+        season_year=case["season_year"],
+        enrolled_on=enrolled_on(case),
+        status="ended" if case.get("ended_on") else "active",
+        ended_on=case.get("ended_on"),
+        end_reason=case.get("end_reason"),
+        baseline_daily_km=case["override"],
+        car=CarHistory(vehicle_id=1, first_registration_date=case["reg"], acquired_date=case["acq"],
+                       acquired_odometer_m=case["acq_m"], district=case["district"]),
+    )
+    return evaluate_participation(participation, start, end, round_first_day=rnd.first_day)
 
 
 def random_case(rng: random.Random) -> dict[str, Any]:
@@ -115,11 +112,18 @@ def random_case(rng: random.Random) -> dict[str, Any]:
         acq = reg + timedelta(days=rng.randint(-5, max(0, (s - reg).days + 5)))
         acq_m = max(0, start_m - rng.randint(-1000, 50_000_000))
     override = Decimal(rng.randint(0, 800_000)) / 10_000 if rng.random() < 0.15 else None
-    return {
+    case: dict[str, Any] = {
         "program": program, "season_year": season_year, "s": s, "e": e, "start_m": start_m,
         "end_m": end_m, "reg": reg, "acq": acq, "acq_m": acq_m, "override": override,
         "district": rng.choice(DISTRICTS),
     }
+    for stage, day in (("start", s), ("end", e)):
+        if rng.random() < 0.2:  # a photo: captured on its day (any minute, in Seoul) or without EXIF
+            case[f"{stage}_photo"] = {
+                "late_days": rng.randint(0, 10),
+                "captured_at": None if rng.random() < 0.2 else seoul(day, 0) + timedelta(minutes=rng.randrange(24 * 60)),
+            }
+    return case
 
 
 def boundary_cases() -> list[dict[str, Any]]:
@@ -143,12 +147,36 @@ def boundary_cases() -> list[dict[str, Any]]:
     return cases
 
 
+def input_cases() -> list[dict[str, Any]]:
+    """Inputs a round cannot compute, whatever else holds: checked first, in order."""
+    base = {"program": "annual", "season_year": None, "s": date(2023, 1, 1), "e": date(2024, 1, 1),
+            "start_m": 1_000_000, "end_m": 9_000_000, "reg": date(2015, 1, 1), "acq": None, "acq_m": None,
+            "override": None, "district": "강남구"}
+    return [
+        {**base, "rule_set": "seoul-1999", "end_of_another_car": True},  # rules_unknown first
+        {**base, "end_of_another_car": True, "start_superseded": True},  # then another car's reading
+        {**base, "start_of_another_car": True},
+        {**base, "start_superseded": True, "end_superseded": True, "e": date(2022, 12, 1)},
+        {**base, "end_superseded": True, "end_m": 0},
+        {**base, "e": date(2023, 1, 1), "end_m": 0},  # empty period before a decreased odometer
+    ]
+
+
 async def insert_case(conn: asyncpg.Connection, case: dict[str, Any]) -> int:
     car = await make_car(conn, district=case["district"], first_registration=case["reg"],
                          acquired=case["acq"], acquired_m=case["acq_m"])
-    sid = await add_reading(conn, car, case["start_m"], case["s"], verified_at=None)
-    eid = await add_reading(conn, car, case["end_m"], case["e"], verified_at=None)
-    await conn.execute("update readings set verified_at = '2024-04-01T00:00:00+09' where id = any($1::bigint[])", [sid, eid])
+    ids = []
+    for minute, stage in enumerate(("start", "end")):  # (a minute apart: never the same reading)
+        p = provenance(case, stage)
+        owner = (await make_car(conn)) if case.get(f"{stage}_of_another_car") else car
+        ids.append(await conn.fetchval(
+            """insert into readings (vehicle_id, odometer_m, recorded_at, source, captured_at, uploaded_at, verified_at,
+                                     status)
+               values ($1, $2, $3, $4, $5, $6, '2024-04-01T00:00:00+09', $7) returning id""",
+            owner.vehicle_id, case[f"{stage}_m"], p["recorded_at"] + timedelta(minutes=minute), p["source"],
+            p.get("captured_at"), p.get("uploaded_at"), "superseded" if case.get(f"{stage}_superseded") else "verified",
+        ))
+    sid, eid = ids
     ended_on = case.get("ended_on")
     pid: int = await conn.fetchval(
         """insert into participations (vehicle_id, program, season_year, rule_set, enrolled_on,
@@ -162,50 +190,29 @@ async def insert_case(conn: asyncpg.Connection, case: dict[str, Any]) -> int:
     return pid
 
 
-def _f(x: Decimal | None) -> float | None:
-    return None if x is None else float(x)
-
-
-async def round_and_compare(conn: asyncpg.Connection, cases: list[dict[str, Any]]) -> tuple[dict[int, str], dict[int, Any]]:
-    """Insert the cases, run the round, and check every participation against `reference`;
-    returns the problems and the written results by participation."""
+async def round_and_compare(
+    conn: asyncpg.Connection, cases: list[dict[str, Any]], rnd: Round = ROUND
+) -> tuple[dict[int, str], dict[int, Any]]:
+    """Insert the cases, run the round, and check every participation and every payload against
+    the rules (`reference`, `tests/evaluation/parity.py`); returns the problems and the written
+    results by case index."""
     ids = [await insert_case(conn, c) for c in cases]
-    staged = await evaluate_round(conn, ROUND)
+    staged = await evaluate_round(conn, rnd)
     problems = {pid: code for pid, code, _ in staged.problems}
-    rows = {
-        r["participation_id"]: r
-        for r in await conn.fetch("select r.*, cm_baseline_derivation(r)::text as derivation from period_results r")
-    }
-    for pid, case in zip(ids, cases, strict=True):
-        expected = reference(case)
-        if isinstance(expected, str):
-            assert problems.get(pid) == expected, (case, expected, problems.get(pid))
-            assert pid not in rows
-            continue
-        assert pid not in problems, (case, problems.get(pid))
-        r = rows[pid]
-        got = {
-            "days": r["days"],
-            "baseline_days": r["baseline_days"],
-            "baseline_km": _f(r["baseline_km"]),
-            "actual_km": _f(r["actual_km"]),
-            "reduction_km": _f(r["reduction_km"]),
-            "reduction_rate_pct": _f(r["reduction_rate_pct"]),
-            "points": r["points"],
-            "tier_by": r["tier_by"],
-            "special_points": r["special_points"],
-            "season_km": _f(r["season_km"]),
-            "baseline_daily_km": _f(r["baseline_daily_km"]),
-            "derivation": json.loads(r["derivation"]),
-        }
-        assert got == expected, case
+    rows = await compare_round(
+        conn, problems, {pid: reference(c, rnd) for pid, c in zip(ids, cases, strict=True)},
+        dict(zip(ids, cases, strict=True)),
+    )
     return {ids.index(p): c for p, c in problems.items()}, {ids.index(p): r for p, r in rows.items()}
 
 
 async def test_round_sql_matches_the_python_domain(conn: asyncpg.Connection) -> None:
     rng = random.Random(20220501)
-    cases = boundary_cases() + [random_case(rng) for _ in range(220)]
+    cases = boundary_cases() + [random_case(rng) for _ in range(220)] + input_cases()
     problems, rows = await round_and_compare(conn, cases)
+    assert [problems[i] for i in range(len(cases) - 6, len(cases))] == [
+        "rules_unknown", "reading_of_another_car", "reading_of_another_car", "start_reading_superseded",
+        "end_reading_superseded", "empty_period"]
     # The sample exercises every path: most cases compute, and several kinds of problem occur.
     assert len(rows) > 80
     assert len(set(problems.values())) >= 6
@@ -217,15 +224,25 @@ async def test_round_sql_matches_the_python_domain(conn: asyncpg.Connection) -> 
     assert (boundary[1]["reduction_rate_pct"], boundary[3]["reduction_km"]) == (Decimal("9.99"), Decimal("999.9"))
 
 
-# -- hypothesis: the rules of issue 15, and figures next to every bound ------------------------
+# -- hypothesis: every rule set of the tables, and figures next to every bound -----------------
 
-ROUND_DAY = ROUND.first_day
+#: A round after every rule set's seasons have closed (their end data is in).
+LATE_ROUND = parse_round("2028-05")
+RULE_SETS = all_rule_sets()
+def _season_rules(year: int) -> RuleSet | None:
+    try:
+        return rule_set_for_season(year)
+    except RuleSetError:
+        return None
+
+
+#: Every season year a rule set with a season covers, closed before the late round.
+SEASON_YEARS = [y for y in range(RULE_SETS[0].effective_from.year, LATE_ROUND.year) if _season_rules(y) is not None]
 
 
 @st.composite
 def annual_case(draw: st.DrawFn) -> dict[str, Any]:
-    rule_set = draw(st.sampled_from(["seoul-2021", "seoul-2022", "seoul-2022", "seoul-2025-07"]))
-    rules = rule_set_named(rule_set)
+    rules = draw(st.sampled_from(RULE_SETS))
     lo = rules.effective_from
     s = lo + timedelta(days=draw(st.integers(0, 300)))
     scheduled = add_months(s, rules.periods.annual_months)
@@ -239,52 +256,65 @@ def annual_case(draw: st.DrawFn) -> dict[str, Any]:
     baseline_m = daily_m * days
     # The actual distance next to a bound: a tier's rate or amount, zero reduction, or anywhere.
     target = draw(st.one_of(
-        st.sampled_from([Fraction(9, 10), Fraction(8, 10), Fraction(7, 10), Fraction(1)]).map(lambda k: baseline_m * k),
-        st.sampled_from([1_000_000, 2_000_000, 3_000_000]).map(lambda a: Fraction(baseline_m - a)),
+        st.sampled_from([1 - Fraction(t.rate_from_pct) / 100 for t in rules.tiers]).map(lambda k: baseline_m * k),
+        st.sampled_from([t.km_from * 1000 for t in rules.tiers[1:]]).map(lambda a: Fraction(baseline_m - a)),
         st.integers(0, 2 * max(baseline_m, 1)).map(Fraction),
     ))
     actual = max(0, int(target) + draw(st.integers(-60, 60)))
     start_m = draw(st.integers(0, 100_000_000))
     return {
-        "rule_set": rule_set, "program": "annual", "season_year": None, "s": s, "e": e,
+        "rule_set": rules.name, "program": "annual", "season_year": None, "s": s, "e": e,
         "start_m": start_m, "end_m": start_m + actual, "reg": date(2012, 1, 1), "acq": None, "acq_m": None,
         "override": Decimal(daily_m) / 1000, "district": "강남구", "enrolled_on": s,
-        **draw(ending(e)),
+        **draw(ending(e, LATE_ROUND.first_day)), **draw(photos(s, e)),
     }
 
 
 @st.composite
 def season_case(draw: st.DrawFn) -> dict[str, Any]:
-    year = draw(st.sampled_from([2021, 2022, 2023]))
-    rule_set = "seoul-2021" if year == 2021 else "seoul-2022"
-    rules = rule_set_named(rule_set)
+    year = draw(st.sampled_from(SEASON_YEARS))
+    rules = rule_set_for_season(year)
     assert rules.season is not None
+    season = season_starting(year, rules.season)
     s = draw(st.one_of(
-        st.integers(-10, 40).map(lambda d: date(year, 11, 1) + timedelta(days=d)),
-        st.integers(-3, 3).map(lambda d: date(year + 1, 3, 20) + timedelta(days=d)),  # a partial season
+        st.dates(season.start_opens - timedelta(days=10), season.start_closes + timedelta(days=10)),
+        st.integers(-3, 3).map(lambda d: season.ends - timedelta(days=12 - d)),  # a partial season
     ))
     e = draw(st.one_of(
-        st.integers(-20, 30).map(lambda d: date(year + 1, 4, 1) + timedelta(days=d)),
+        st.dates(season.ends - timedelta(days=20), season.end_data_by + timedelta(days=10)),
         st.integers(1, 12).map(lambda d: s + timedelta(days=d)),
     ))
     if e <= s:
         e = s + timedelta(days=1)
-    season_days = (date(year + 1, 4, 1) - date(year, 12, 1)).days
     days = (e - s).days
-    # Next to the limit: actual × season_days / days ≈ 1,800 km (or actual ≈ 1,800 km unprorated).
-    limit_m = Fraction(1_800_000) * (Fraction(days, season_days) if rules.periods.proration == "days" else 1)
+    # Next to the limit: actual × season_days / days ≈ max_km (or actual ≈ max_km unprorated).
+    limit_m = Fraction(rules.season.max_km) * 1000 * (
+        Fraction(days, season.days) if rules.periods.proration == "days" else 1
+    )
     actual = max(0, int(limit_m) + draw(st.integers(-40, 40)) if draw(st.booleans()) else draw(st.integers(0, 4_000_000)))
     start_m = draw(st.integers(0, 100_000_000))
     return {
-        "rule_set": rule_set, "program": "season", "season_year": year, "s": s, "e": e,
+        "rule_set": rules.name, "program": "season", "season_year": year, "s": s, "e": e,
         "start_m": start_m, "end_m": start_m + actual, "reg": date(2012, 1, 1), "acq": None, "acq_m": None,
         "override": Decimal(draw(st.integers(5_000, 60_000))) / 1000, "district": "강남구",
-        "enrolled_on": date(year, 11, 30) + timedelta(days=draw(st.integers(-20, 2))),
-        **draw(ending(e)),
+        "enrolled_on": season.enrol_by + timedelta(days=draw(st.integers(-20, 2))),
+        **draw(ending(e, LATE_ROUND.first_day)), **draw(photos(s, e)),
     }
 
 
-def ending(e: date) -> st.SearchStrategy[dict[str, Any]]:
+def photos(s: date, e: date) -> st.SearchStrategy[dict[str, Any]]:
+    """Connected readings, or photos captured on their day (the first or last minutes of it in
+    Seoul, or any) and uploaded days later, some without a capture time."""
+    def photo(day: date) -> st.SearchStrategy[dict[str, Any] | None]:
+        minutes = st.one_of(st.sampled_from([0, 1, 24 * 60 - 1]), st.integers(0, 24 * 60 - 1))
+        return st.one_of(st.none(), st.fixed_dictionaries({
+            "late_days": st.integers(0, 10),
+            "captured_at": st.one_of(st.none(), minutes.map(lambda m: seoul(day, 0) + timedelta(minutes=m))),
+        }))
+    return st.fixed_dictionaries({"start_photo": photo(s), "end_photo": photo(e)})
+
+
+def ending(e: date, round_day: date) -> st.SearchStrategy[dict[str, Any]]:
     """Active, or ended by any reason around the end reading or the round's first day."""
     return st.one_of(
         st.just({}),
@@ -293,7 +323,7 @@ def ending(e: date) -> st.SearchStrategy[dict[str, Any]]:
             "end_reason": st.sampled_from(END_REASONS),
             "ended_on": st.one_of(
                 st.integers(-3, 3).map(lambda d: e + timedelta(days=d)),
-                st.integers(-3, 3).map(lambda d: ROUND_DAY + timedelta(days=d)),
+                st.integers(-3, 3).map(lambda d: round_day + timedelta(days=d)),
             ),
         }),
     )
@@ -307,6 +337,6 @@ async def test_round_sql_matches_the_domain_on_the_programme_rules(
     tr = conn.transaction()
     await tr.start()
     try:
-        await round_and_compare(conn, cases)
+        await round_and_compare(conn, cases, LATE_ROUND)
     finally:
         await tr.rollback()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import asyncpg
+import jsonschema
 import pytest
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from storage.outbox import claim_due, counts, mark_delivered, retry_items
 from telematics.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 from .helpers import make_car, make_participation
+from .parity import schema_validator
 
 SECRET = b"reward-calculator-shared-secret"
 # What the receiver does with the first request of an event, by the event's mode.
@@ -29,7 +31,8 @@ MODES = ("ok", "fail_500", "timeout_after_processing", "lost_answer", "retry_aft
 
 @dataclass
 class Receiver:
-    """A reward calculator: verifies signatures, drops duplicates by Idempotency-Key."""
+    """A reward calculator: verifies signatures, refuses a body its contract does not describe
+    (docs/reward-calculator.schema.json), drops duplicates by Idempotency-Key."""
 
     mode_of: Callable[[str], str]
     requests: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -50,6 +53,10 @@ class Receiver:
         mode = self.mode_of(key)
         if mode == "refuse":
             return web.json_response({"error": "participation unknown here"}, status=422)
+        try:
+            schema_validator().validate(json.loads(body))
+        except jsonschema.ValidationError as e:
+            return web.json_response({"error": f"not the contract: {e.message}"}, status=422)
         if attempt == 1 and mode == "fail_500":
             return web.Response(status=500, text="database is down")
         if attempt == 1 and mode == "retry_after":

@@ -4,7 +4,9 @@ Random (seeded, and hypothesis-generated) worlds of connected and photo cars, co
 withdrawn, annual and season participations under the 2021 and 2022 rule sets, ended or not, with
 readings that arrive late and readings around the instants periods end at (a season's 1 April
 00:00 KST, a 2021 period's scheduled end), designated several times: each time later, when more
-is known, which must only fill in what the earlier left open.
+is known, which must only fill in what the earlier left open. Then a round evaluates what was
+designated, and every participation's result (or refusal) and payload is the period rules'
+(`prorate.evaluate.evaluate_participation`) for the designated readings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prorate.evaluate import CarHistory, Participation, PeriodReading, evaluate_participation, reading_day
 from prorate.period import add_months
 from prorate.period_bounds import (
     Candidate,
@@ -27,10 +30,13 @@ from prorate.period_bounds import (
     connected_for_start,
     period_bounds,
 )
+from prorate.rounds import parse_round
 from prorate.rules import rule_set_named
+from storage.evaluation import evaluate_round
 from storage.period_readings import designate_periods
 
 from .helpers import connect_car, enrol, make_car, pointers, seoul
+from .parity import compare_round
 
 EDGE_DAYS = [date(2022, 1, 31), date(2022, 2, 28), date(2022, 3, 31), date(2022, 8, 31), date(2022, 12, 31)]
 
@@ -87,6 +93,7 @@ async def make_case(conn: asyncpg.Connection, rng: random.Random, year: int = 20
                      | {end_instant + timedelta(hours=rng.randrange(-24 * 3, 24 * 14))
                         for _ in range(rng.randrange(0, 4))})
     odo = 30_000_000
+    odometers: dict[int, int] = {}
     for m in moments:
         odo += rng.randrange(0, 2_000_000)
         verified = m + timedelta(hours=rng.choice([1, 1, 1, 30, 24 * 20]))
@@ -96,9 +103,10 @@ async def make_case(conn: asyncpg.Connection, rng: random.Random, year: int = 20
             car.vehicle_id, odo, m, verified,
         )
         readings.append(Candidate(rid, m, verified))
+        odometers[rid] = odo
     return {"pid": pid, "program": "season" if season else "annual", "season_year": year if season else None,
             "enrolled_on": enrolled_on, "ended_on": ended_on, "consents": consents, "readings": readings,
-            "rule_set": rule_set}
+            "rule_set": rule_set, "odometers": odometers, "vehicle_id": car.vehicle_id}
 
 
 async def designate_and_compare(conn: asyncpg.Connection, cases: list[dict[str, Any]], moments: list[datetime]) -> int:
@@ -114,6 +122,37 @@ async def designate_and_compare(conn: asyncpg.Connection, cases: list[dict[str, 
     return len([e for e in expected.values() if e[1] is not None])
 
 
+async def evaluate_and_compare(conn: asyncpg.Connection, cases: list[dict[str, Any]], round_name: str) -> int:
+    """A round once every period has settled: each designated participation's result or refusal
+    is the period rules' for its designated readings; returns how many were paid."""
+    rnd = parse_round(round_name)
+    staged = await evaluate_round(conn, rnd, designate=False)
+    expected = {}
+    for c in cases:
+        start_id, end_id = await pointers(conn, c["pid"])
+        if start_id is None or end_id is None:
+            continue
+        rules = rule_set_named(c["rule_set"])
+        start, end = (
+            PeriodReading(
+                id=rid, vehicle_id=c["vehicle_id"], odometer_m=c["odometers"][rid],
+                on=reading_day(source="telematics", recorded_at=r.recorded_at, basis=rules.readings.photo_date_basis),
+            )
+            for rid in (start_id, end_id)
+            for r in c["readings"] if r.id == rid
+        )
+        participation = Participation(
+            program=c["program"], rule_set=c["rule_set"], season_year=c["season_year"], enrolled_on=c["enrolled_on"],
+            status="ended" if c["ended_on"] else "active", ended_on=c["ended_on"],
+            end_reason="withdrawn" if c["ended_on"] else None,
+            car=CarHistory(vehicle_id=c["vehicle_id"], first_registration_date=date(2018, 3, 1), district="강남구"),
+        )
+        expected[c["pid"]] = evaluate_participation(participation, start, end, round_first_day=rnd.first_day)
+    rows = await compare_round(conn, {pid: code for pid, code, _ in staged.problems}, expected)
+    assert staged.candidates == len(expected)
+    return len(rows)
+
+
 async def test_sql_and_reference_agree_over_two_designations(conn: asyncpg.Connection) -> None:
     rng = random.Random(20230501)
     cases = [await make_case(conn, rng) for _ in range(80)]
@@ -121,6 +160,7 @@ async def test_sql_and_reference_agree_over_two_designations(conn: asyncpg.Conne
         conn, cases, [seoul(date(2023, 2, 10)), seoul(date(2023, 4, 5)), seoul(date(2024, 1, 1))]
     )
     assert ended >= 10  # the world exercised the end as well
+    assert await evaluate_and_compare(conn, cases, "2025-01") >= 3  # and some of it is paid
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,5 +176,6 @@ async def test_sql_and_reference_agree_on_both_rule_sets(
         # Some moments drawn, then one when every period has settled.
         moments = [*sorted(origin + timedelta(hours=h) for h in hours), origin + timedelta(days=520)]
         await designate_and_compare(conn, cases, moments)
+        await evaluate_and_compare(conn, cases, "2025-01")
     finally:
         await tr.rollback()

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from prorate.baseline import Baseline
-from prorate.calc import ParticipationFacts, calculate, compute, parse_request
+from prorate.calc import calculate, parse_request
 from prorate.errors import ProrateError
+from prorate.figures import ParticipationFacts, compute
 from prorate.period import Period
 from prorate.photo_window import ParticipationDates, end_window
 from prorate.rounds import parse_round

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prorate.baseline import Baseline
-from prorate.calc import PeriodFigures, compute
+from prorate.figures import PeriodFigures, compute
 from prorate.period import Period, round_half_up
 from prorate.rules import SeasonRules, rule_set_named
 from prorate.season import season_for_period, season_m, season_starting, special_points
