@@ -1,15 +1,17 @@
 """From OCR results to an outcome, in one transaction: verified reading, dispute, or retake.
 
-Gathers what the pure decision (`prorate.photo_decision`) needs — the registration window of the
-participation's rule set, reuse matches across every earlier upload, the telematics order-free
-checks against the car's verified readings — and writes the outcome with its audit entry. The
-submission row is locked first, so a job that runs twice (a lease that ran out while the first
-run was still deciding) decides once.
+Three steps: `gather_evidence` collects what the pure decision (`prorate.photo_decision`) needs —
+the registration window of the participation's rule set, reuse matches across every earlier
+upload, the telematics order-free checks against the car's verified readings; the decision is
+made on that alone; `apply_decision` writes the outcome with its audit entry. The submission row
+is locked first, so a job that runs twice (a lease that ran out while the first run was still
+deciding) decides once.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ import asyncpg
 
 from ingest.ingestion import limits_from
 from ingest.settings import Settings
+from prorate.identifiers import IdentifierError, plate_key
 from prorate.photo_decision import (
     ImageEvidence,
     OdometerEvidence,
@@ -24,7 +27,7 @@ from prorate.photo_decision import (
     PhotoEvidence,
     PlateEvidence,
     ReuseMatch,
-    decide,
+    decide_for_stage,
 )
 from prorate.photo_window import ParticipationDates, capture_moment, window_reasons
 from prorate.rules import RuleSetError, rule_set_named
@@ -32,8 +35,9 @@ from storage.audit import write_audit
 from storage.db import Conn
 from storage.disputes import open_dispute
 from storage.jobs import OcrJob, complete_job, give_up_job
-from storage.photo_readings import check_reasons_for, reading_date, store_photo_reading
+from storage.photo_readings import StoredReading, check_reasons_for, reading_date, store_photo_reading
 from storage.photos import finish_submission, lock_submission, reuse_matches, update_photo_facts
+from storage.vehicles import lock_participation
 
 log = logging.getLogger("carmileage.photos")
 
@@ -57,21 +61,41 @@ def _captured_at(result: dict[str, Any]) -> datetime | None:
     return capture_moment(moment, bool(intake.get("captured_at_has_offset")))
 
 
-def odometer_evidence(read: dict[str, Any]) -> OdometerEvidence:
+def _claim_reasons(reasons: list[str], read_equals_claim: bool) -> tuple[str, ...]:
+    """The reader's reasons as the reviewer should read them: a read equal to the claim is never
+    a `claim_mismatch` (readers before plate-3 said so when they only lacked certainty); it is
+    `claim_unconfirmed`."""
+    if read_equals_claim:
+        reasons = ["claim_unconfirmed" if r == "claim_mismatch" else r for r in reasons]
+    return tuple(dict.fromkeys(reasons))
+
+
+def odometer_evidence(read: dict[str, Any], claimed_km: int | None = None) -> OdometerEvidence:
+    value = read.get("value_km")
     return OdometerEvidence(
-        value_km=read.get("value_km"),
+        value_km=value,
         auto_accept=bool(read.get("auto_accept")),
         claim_confirmed=read.get("claim_confirmed"),
-        reasons=tuple(read.get("reasons") or ()),
+        reasons=_claim_reasons(list(read.get("reasons") or ()), value is not None and value == claimed_km),
     )
 
 
-def plate_evidence(read: dict[str, Any]) -> PlateEvidence:
+def _same_plate(text: str | None, enrolled: str | None) -> bool:
+    if not text or not enrolled:
+        return False
+    try:
+        return plate_key(text) == plate_key(enrolled)
+    except IdentifierError:
+        return False
+
+
+def plate_evidence(read: dict[str, Any], enrolled_plate: str | None = None) -> PlateEvidence:
+    text = read.get("text")
     return PlateEvidence(
-        text=read.get("text"),
+        text=text,
         auto_accept=bool(read.get("auto_accept")),
         claim_confirmed=read.get("claim_confirmed"),
-        reasons=tuple(read.get("reasons") or ()),
+        reasons=_claim_reasons(list(read.get("reasons") or ()), _same_plate(text, enrolled_plate)),
     )
 
 
@@ -90,6 +114,17 @@ def _stage_taken(s: asyncpg.Record) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """What the decision is made on: the evidence, and the moments the reading would carry."""
+
+    evidence: PhotoEvidence
+    #: The dashboard photo's capture time (EXIF), when it has one.
+    captured_at: datetime | None
+    #: When the reading counts as taken: the capture time, else the upload.
+    recorded_at: datetime
+
+
 async def decide_submission(
     pool: asyncpg.Pool, settings: Settings, job: OcrJob, dashboard: dict[str, Any], plate: dict[str, Any]
 ) -> str:
@@ -101,122 +136,164 @@ async def decide_submission(
             await complete_job(conn, job.id, None)
             return str(s["status"])
         # Serialise decisions per participation: start/end pointers and stage checks.
-        await conn.execute("select 1 from participations where id = $1 for update", s["participation_id"])
-        for role, result in (("dashboard", dashboard), ("plate", plate)):
-            intake = result.get("intake") or {}
-            await update_photo_facts(
-                conn,
-                s[f"{role}_sha256"],
-                phash=intake.get("phash"),
-                width=intake.get("width"),
-                height=intake.get("height"),
-                captured_at=_captured_at(result),
-            )
-        captured = _captured_at(dashboard)
-        uploaded: datetime = s["uploaded_at"]
-        recorded_at = captured if captured is not None else uploaded
-        try:
-            rules = rule_set_named(s["rule_set"])
-            window = window_reasons(
-                s["stage"],
-                captured,
-                uploaded,
-                await participation_dates(conn, s),
-                rules,
-                timedelta(seconds=settings.photo_clock_skew_s),
-            )
-        except RuleSetError as e:
-            window = [e.code]
-        reuse = await reuse_matches(
+        await lock_participation(conn, s["participation_id"])
+        await _record_photo_facts(conn, s, dashboard, plate)
+        gathered = await gather_evidence(conn, settings, s, dashboard, plate)
+        decision = decide_for_stage(gathered.evidence, stage_verified=_stage_taken(s))
+        return await apply_decision(conn, settings, job, s, gathered, decision, (dashboard, plate))
+
+
+async def _record_photo_facts(
+    conn: Conn, s: asyncpg.Record, dashboard: dict[str, Any], plate: dict[str, Any]
+) -> None:
+    """Keep what the intake learned about each photo (perceptual hash, size, capture time): the
+    reuse look-ups of later uploads compare against it."""
+    for role, result in (("dashboard", dashboard), ("plate", plate)):
+        intake = result.get("intake") or {}
+        await update_photo_facts(
             conn,
-            s["id"],
-            {
-                "dashboard": (s["dashboard_sha256"], (dashboard.get("intake") or {}).get("phash")),
-                "plate": (s["plate_sha256"], (plate.get("intake") or {}).get("phash")),
-            },
-            settings.photo_reuse_max_distance,
+            s[f"{role}_sha256"],
+            phash=intake.get("phash"),
+            width=intake.get("width"),
+            height=intake.get("height"),
+            captured_at=_captured_at(result),
         )
-        odometer_m = s["claimed_km"] * 1000
-        checks = await check_reasons_for(conn, s["vehicle_id"], odometer_m, recorded_at, limits_from(settings))
-        evidence = PhotoEvidence(
-            claimed_km=s["claimed_km"],
-            enrolled_plate=s["plate"],
-            dashboard=_intake(dashboard),
-            plate_image=_intake(plate),
-            odometer=odometer_evidence(dashboard.get("read") or {}),
-            plate=plate_evidence(plate.get("read") or {}),
-            same_image=s["dashboard_sha256"] == s["plate_sha256"],
-            window_reasons=tuple(window),
-            reuse=tuple(ReuseMatch.model_validate(m) for m in reuse),
-            check_reasons=tuple(checks),
+
+
+async def gather_evidence(
+    conn: Conn, settings: Settings, s: asyncpg.Record, dashboard: dict[str, Any], plate: dict[str, Any]
+) -> Gathered:
+    """Everything the pure decision needs that only the database and the rule tables know: the
+    registration window, reuse of earlier uploads, and the checks against the car's readings."""
+    captured = _captured_at(dashboard)
+    uploaded: datetime = s["uploaded_at"]
+    recorded_at = captured if captured is not None else uploaded
+    reuse = await reuse_matches(
+        conn,
+        s["id"],
+        {
+            "dashboard": (s["dashboard_sha256"], (dashboard.get("intake") or {}).get("phash")),
+            "plate": (s["plate_sha256"], (plate.get("intake") or {}).get("phash")),
+        },
+        settings.photo_reuse_max_distance,
+    )
+    checks = await check_reasons_for(conn, s["vehicle_id"], s["claimed_km"] * 1000, recorded_at, limits_from(settings))
+    evidence = PhotoEvidence(
+        claimed_km=s["claimed_km"],
+        enrolled_plate=s["plate"],
+        dashboard=_intake(dashboard),
+        plate_image=_intake(plate),
+        odometer=odometer_evidence(dashboard.get("read") or {}, s["claimed_km"]),
+        plate=plate_evidence(plate.get("read") or {}, s["plate"]),
+        same_image=s["dashboard_sha256"] == s["plate_sha256"],
+        window_reasons=tuple(await _window_reasons(conn, settings, s, captured)),
+        reuse=tuple(ReuseMatch.model_validate(m) for m in reuse),
+        check_reasons=tuple(checks),
+    )
+    return Gathered(evidence, captured, recorded_at)
+
+
+async def _window_reasons(conn: Conn, settings: Settings, s: asyncpg.Record, captured: datetime | None) -> list[str]:
+    """The registration window of the participation's rule set (an unknown rule set is a reason
+    of its own)."""
+    try:
+        rules = rule_set_named(s["rule_set"])
+        return window_reasons(
+            s["stage"],
+            captured,
+            s["uploaded_at"],
+            await participation_dates(conn, s),
+            rules,
+            timedelta(seconds=settings.photo_clock_skew_s),
         )
-        decision = decide(evidence)
-        if _stage_taken(s) and decision.outcome != "retake":
-            decision = PhotoDecision(
-                outcome="in_review",
-                reasons=(*decision.reasons, "stage_already_verified"),
-                remarks=decision.remarks,
-            )
-        record = {
-            "outcome": decision.outcome,
-            "reasons": list(decision.reasons),
-            "remarks": list(decision.remarks),
-            "value_m": decision.value_m,
-            "rule_set": s["rule_set"],
-            "captured_at": captured.isoformat() if captured else None,
-            "recorded_at": recorded_at.isoformat(),
-            "evidence": evidence.model_dump(mode="json"),
-        }
-        reading_id = None
-        outcome: str = decision.outcome
-        if decision.outcome == "accepted":
-            assert decision.value_m is not None
-            stored = await store_photo_reading(
-                conn,
-                vehicle_id=s["vehicle_id"],
-                odometer_m=decision.value_m,
-                recorded_at=recorded_at,
-                source="photo",
-                captured_at=captured,
-                uploaded_at=uploaded,
-                approved_at=None,
-                submission_id=s["id"],
-                stage=s["stage"],
-                participation_id=s["participation_id"],
-                limits=limits_from(settings),
-            )
-            if stored.reading_id is not None:
-                reading_id = stored.reading_id
-            else:  # the checks refused it at the last moment (a reading arrived meanwhile)
-                outcome = "in_review"
-                record["reasons"] = list(stored.reasons)
-                record["outcome"] = outcome
-        if outcome == "in_review":
-            await open_dispute(
-                conn,
-                kind="photo",
-                reasons=list(record["reasons"]),
-                vehicle_id=s["vehicle_id"],
-                district=s["district"],
-                submission_id=s["id"],
-                details=_dispute_details(s, dashboard, plate),
-            )
-        await finish_submission(
-            conn, s["id"], status=outcome, reasons=list(record["reasons"]), decision=record, reading_id=reading_id
-        )
-        await complete_job(conn, job.id, {"dashboard": dashboard, "plate": plate})
-        await write_audit(
+    except RuleSetError as e:
+        return [e.code]
+
+
+def decision_record(decision: PhotoDecision, gathered: Gathered, rule_set: str) -> dict[str, Any]:
+    """The decision as the submission keeps it, for the citizen's status and the reviewer's page."""
+    return {
+        "outcome": decision.outcome,
+        "reasons": list(decision.reasons),
+        "remarks": list(decision.remarks),
+        "value_m": decision.value_m,
+        "rule_set": rule_set,
+        "captured_at": gathered.captured_at.isoformat() if gathered.captured_at else None,
+        "recorded_at": gathered.recorded_at.isoformat(),
+        "evidence": gathered.evidence.model_dump(mode="json"),
+    }
+
+
+async def apply_decision(
+    conn: Conn,
+    settings: Settings,
+    job: OcrJob,
+    s: asyncpg.Record,
+    gathered: Gathered,
+    decision: PhotoDecision,
+    results: tuple[dict[str, Any], dict[str, Any]],
+) -> str:
+    """Write the outcome with the submission's decision record, the job's result and the audit
+    entry: the verified reading, or a dispute for a reviewer, or a retake. An accepted reading
+    that the checks refuse at the last moment (a reading arrived meanwhile) goes to a reviewer."""
+    dashboard, plate = results
+    record = decision_record(decision, gathered, s["rule_set"])
+    outcome: str = decision.outcome
+    reading_id = None
+    if decision.outcome == "accepted":
+        stored = await _store_accepted(conn, settings, s, gathered, decision)
+        reading_id = stored.reading_id
+        if reading_id is None:
+            outcome = "in_review"
+            record["reasons"] = list(stored.reasons)
+            record["outcome"] = outcome
+    if outcome == "in_review":
+        await open_dispute(
             conn,
-            actor_role=SYSTEM_ACTOR[0],
-            actor_id=SYSTEM_ACTOR[1],
-            action="submission.decide",
-            entity="photo_submission",
-            entity_id=str(s["id"]),
-            before={"status": "processing"},
-            after={"status": outcome, "reasons": record["reasons"], "reading_id": reading_id},
-            request_id=s["request_id"],
+            kind="photo",
+            reasons=list(record["reasons"]),
+            vehicle_id=s["vehicle_id"],
+            district=s["district"],
+            submission_id=s["id"],
+            details=_dispute_details(s, dashboard, plate),
         )
+    await finish_submission(
+        conn, s["id"], status=outcome, reasons=list(record["reasons"]), decision=record, reading_id=reading_id
+    )
+    await complete_job(conn, job.id, {"dashboard": dashboard, "plate": plate})
+    await write_audit(
+        conn,
+        actor_role=SYSTEM_ACTOR[0],
+        actor_id=SYSTEM_ACTOR[1],
+        action="submission.decide",
+        entity="photo_submission",
+        entity_id=str(s["id"]),
+        before={"status": "processing"},
+        after={"status": outcome, "reasons": record["reasons"], "reading_id": reading_id},
+        request_id=s["request_id"],
+    )
     return outcome
+
+
+async def _store_accepted(
+    conn: Conn, settings: Settings, s: asyncpg.Record, gathered: Gathered, decision: PhotoDecision
+) -> StoredReading:
+    """The accepted value as the stage's verified photo reading, checked again under the car's lock."""
+    assert decision.value_m is not None
+    return await store_photo_reading(
+        conn,
+        vehicle_id=s["vehicle_id"],
+        odometer_m=decision.value_m,
+        recorded_at=gathered.recorded_at,
+        source="photo",
+        captured_at=gathered.captured_at,
+        uploaded_at=s["uploaded_at"],
+        approved_at=None,
+        submission_id=s["id"],
+        stage=s["stage"],
+        participation_id=s["participation_id"],
+        limits=limits_from(settings),
+    )
 
 
 def _dispute_details(s: asyncpg.Record, dashboard: dict[str, Any], plate: dict[str, Any]) -> dict[str, Any]:

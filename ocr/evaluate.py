@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-PLATE_CHARS = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주바사아자배하허호"
+from .hangul import PLATE_SYLLABLES as PLATE_CHARS  # the domain's syllables (prorate.identifiers)
 
 
 def _lev(a: str, b: str) -> int:

@@ -4,6 +4,7 @@ the plate syllables when tesseract is installed."""
 
 from __future__ import annotations
 
+import json
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -12,37 +13,35 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from prorate import identifiers
+
 from . import tess
 from .sessions import cpu_session
 
-# Plate syllables (the character set needed for decoding; the grammar itself lives in
-# prorate.identifiers) + the syllables of the region names + "#" = not a syllable. Both are
-# copies on purpose: their order is the trained model's class order (ocr/models/hangul.onnx), which
-# must not move when the domain's tuples are edited.
-PLATE_SYLLABLES = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주바사아자배하허호"
-REGIONS = (
-    "서울",
-    "부산",
-    "대구",
-    "인천",
-    "광주",
-    "대전",
-    "울산",
-    "세종",
-    "경기",
-    "강원",
-    "충북",
-    "충남",
-    "전북",
-    "전남",
-    "경북",
-    "경남",
-    "제주",
-)
-_region_chars = "".join(dict.fromkeys(c for r in REGIONS for c in r if c not in PLATE_SYLLABLES))
-CLASSES = PLATE_SYLLABLES + _region_chars + "#"
+MODELS = Path(__file__).parent / "models"
+#: The class order of ocr/models/hangul.onnx, written beside it by scripts/train_hangul.py: it is
+#: the model's, so it never moves when the domain's alphabet is edited (a syllable the domain
+#: adds that the model lacks is found by tests/ocr/test_alphabet.py: retrain).
+CLASSES: str = json.loads((MODELS / "hangul.classes.json").read_text(encoding="utf-8"))["classes"]
+#: The syllables a plate can carry and the region names: the domain's (prorate.identifiers, the
+#: one source), the syllables in the model's class order.
+PLATE_SYLLABLES = "".join(sorted(identifiers.PLATE_SYLLABLES, key=lambda c: (c not in CLASSES, CLASSES.find(c), c)))
+REGIONS: tuple[str, ...] = identifiers.PLATE_REGIONS
+
+
+def domain_classes() -> str:
+    """The classes a newly trained model gets (scripts/train_hangul.py): every plate syllable in
+    the standard's order, every other syllable of the region names, then "#" (not a syllable)."""
+    syllables = identifiers.NON_COMMERCIAL_SYLLABLE_ORDER + "".join(
+        "".join(sorted(s))
+        for s in (identifiers.COMMERCIAL_SYLLABLES, identifiers.DELIVERY_SYLLABLES, identifiers.RENTAL_SYLLABLES)
+    )
+    region_chars = "".join(dict.fromkeys(c for r in REGIONS for c in r if c not in syllables))
+    return syllables + region_chars + "#"
+
+
 S = 32
-MODEL = Path(__file__).parent / "models" / "hangul.onnx"
+MODEL = MODELS / "hangul.onnx"
 _LOCK = threading.Lock()
 
 

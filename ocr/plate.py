@@ -22,13 +22,14 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
-from . import hangul, ppocr
+from . import calibration, hangul, ppocr
 from .intake import Decoded, decode
 from .types import EngineInfo, PlateRead
 
 cv2.setNumThreads(1)
 
-VERSION = "plate-2"
+VERSION = "plate-3"
+DIGITS = "0123456789"
 # False while a claim without a region is checked by the quick look: region names are not read
 _READ_REGIONS: contextvars.ContextVar[bool] = contextvars.ContextVar("read_regions", default=True)
 DET_MAX_SIDE = 1280
@@ -36,11 +37,11 @@ DET_MAX_SIDE = 1280
 CLAIM_FAST_DET_SIDE = 960
 CLAIM_FIRST_DET_SIDE = 480
 AUTO_ACCEPT = 0.85
-CLAIM_MIN_CONF = 0.6
-CLAIM_CNN_MIN = 0.9
-#: Our model's least probability for a syllable that tesseract alone backs. Real claims confirmed
-#: that way had 0.35 and 0.38; a wrong one (더 read 도, synthetic two-row plate) had 0.17.
-CLAIM_TESS_CNN_FLOOR = 0.25
+#: The default claim thresholds (calibration.Thresholds; the ones in force: calibration.current()).
+#: Real claims backed by tesseract alone had our model at 0.35 and 0.38; a wrong one (더 read 도,
+#: synthetic two-row plate) 0.17.
+CLAIM_CNN_MIN = calibration.DEFAULT.plate_cnn_min
+CLAIM_TESS_CNN_FLOOR = calibration.DEFAULT.plate_tess_cnn_floor
 #: The widest a syllable's slot is, in digit pitches (Hangul syllables run 1.2 to 1.6).
 SYLLABLE_MAX_PITCH = 2.0
 
@@ -64,6 +65,7 @@ class Char:
     frame: int
     conf: float
     x: float  # centre x in crop pixels
+    dconf: float = 0.0  # for a digit: its probability among the digits alone (letters set aside)
 
 
 @dataclass
@@ -105,14 +107,18 @@ def _read_line(img: np.ndarray, b: ppocr.TextBox, quick: bool = False) -> Line:
     idx = p.argmax(axis=1)
     # a frame is 8 model pixels (the recogniser's horizontal stride)
     frame_px = (rr.padded / max(round(rr.padded / 8), 1)) * (crop.shape[1] / max(rr.width, 1))
+    dcols = ppocr.vocab_index(DIGITS)[1:]
+    dsum = p[:, dcols].sum(axis=1) + 1e-12
     chars: list[Char] = []
     prev = 0
     for t in range(T):
         i = int(idx[t])
+        dc = float(p[t, i] / dsum[t]) if rr.vocab[i].isdigit() else 0.0
         if i != 0 and i != prev:
-            chars.append(Char(rr.vocab[i], t, float(p[t, i]), (t + 0.5) * frame_px))
+            chars.append(Char(rr.vocab[i], t, float(p[t, i]), (t + 0.5) * frame_px, dc))
         elif i != 0 and i == prev and chars:
             chars[-1].conf = max(chars[-1].conf, float(p[t, i]))
+            chars[-1].dconf = max(chars[-1].dconf, dc)
         prev = i
     return Line(b, crop, chars, "".join(c.ch for c in chars), frame_px, rr.padded_fully)
 
@@ -179,7 +185,9 @@ def _plate_colour(img: np.ndarray, b: ppocr.TextBox) -> str:
 def _split(ln: Line) -> list[dict[str, object]]:
     """Possible (front digits, syllable slot x-range, serial digits, head x-range) splits of a line.
     Each split carries a prior (< 1 when digits had to be dropped to fit the grammar)."""
-    cs = ln.chars
+    # PP-OCR writes a space for a wide gap (around the syllable it cannot read): the slot is
+    # found from the digits' positions, so spaces carry nothing here
+    cs = [c for c in ln.chars if not c.ch.isspace()]
     out: list[dict[str, object]] = []
     # serial: the last run of >= 4 digits
     j = len(cs)
@@ -208,6 +216,8 @@ def _split(ln: Line) -> list[dict[str, object]]:
                 "front_conf": [c.conf for c in front],
                 "serial": "".join(c.ch for c in serial),
                 "serial_conf": [c.conf for c in serial],
+                "front_chars": list(front),
+                "serial_chars": list(serial),
                 "slot": (front[-1].x + 0.5 * pitch, first_x - 0.5 * pitch),
                 "head": head,
                 "sylc": sylc.ch if sylc else None,
@@ -370,35 +380,70 @@ def _read(image_bytes: bytes, claimed: str | None) -> PlateRead:
     side = max(dec.bgr.shape[:2]) if dec.bgr is not None else 0
     cp = _parse(claim) if claim is not None else None
     if cp is None or not info.ok:
-        return _analyse(dec, claim, claimed, DET_MAX_SIDE)
+        res = _analyse(dec, claim, claimed, DET_MAX_SIDE)
+        if res.text is None and info.ok and side > ZOOM_FROM_SIDE:
+            # zooming in looked at the wrong rows (a car's window or lamps found as "text" at the
+            # small size): look at the whole frame as a whole
+            whole = _analyse(dec, claim, claimed, DET_MAX_SIDE, zoom=False)
+            if whole.text is not None:
+                return whole
+        return res
+    seen: list[PlateRead] = []
+    for look in _claim_plan(side, cp):
+        seen.append(_quick_look(dec, claim, claimed, cp, *look))
+        if seen[-1].claim_confirmed:
+            return seen[-1]
+    # nothing confirmed: report the full reading (for a large photo, the zoomed-in first look;
+    # the second look at the whole frame at a smaller size is only a second chance)
+    return seen[0] if side > ZOOM_FROM_SIDE else seen[-1]
+
+
+def _claim_plan(side: int, cp: Any) -> list[tuple[int, bool, bool]]:
+    """The looks claimed mode takes, in order, as (detector size, zoom in, quick look): a claim
+    confirmed by one is final.
+
+    A large photo is read by zooming in (_detect), which is cheap; a claim it does not confirm
+    gets a second look at the whole frame at 960 px (the slot of a small syllable is cut
+    differently from boxes found at another scale), then one at the full size. Smaller photos are looked at with the
+    detector at CLAIM_FIRST_DET_SIDE (a plate photo's plate is large) and at 3/4 of the full
+    reading's size (at most 960, at least 640: close-ups are read at 640 anyway), then in full."""
     if side > ZOOM_FROM_SIDE:
-        # a large photo is read by zooming in (_detect), which is cheap; a claim it does not
-        # confirm gets a second look at the whole frame, as the quick look below reads it (the
-        # slot of a small syllable is cut differently from boxes found at another scale)
-        full = _analyse(dec, claim, claimed, DET_MAX_SIDE)
-        if full.claim_confirmed:
-            return full
-        second = _quick_look(dec, claim, claimed, cp, CLAIM_FAST_DET_SIDE, zoom=False)
-        return second if second.claim_confirmed else full
-    # claimed mode: quick looks first, at CLAIM_FIRST_DET_SIDE (a plate photo's plate is large)
-    # and at 3/4 of the full reading's detector size (at most 960, at least 640: close-ups are
-    # read at 640 anyway); a claim confirmed there is final, anything else gets the full reading
+        # last, the whole frame in full: zooming in can look at the wrong rows (a car's window or
+        # lamps found as text at the small size; night scenes)
+        return [(DET_MAX_SIDE, True, False), (CLAIM_FAST_DET_SIDE, False, True), (DET_MAX_SIDE, False, False)]
     quick_side = min(CLAIM_FAST_DET_SIDE, int(0.75 * min(side, DET_MAX_SIDE)))
-    looks = [CLAIM_FIRST_DET_SIDE] if side >= 640 else []
+    looks = [(CLAIM_FIRST_DET_SIDE, True, True)] if side >= 640 else []
     if quick_side >= 640:
-        looks.append(quick_side)
-    for look in looks:
-        quick = _quick_look(dec, claim, claimed, cp, look)
-        if quick.claim_confirmed:
-            return quick
-    return _analyse(dec, claim, claimed, DET_MAX_SIDE)
+        looks.append((quick_side, True, True))
+    return [*looks, (DET_MAX_SIDE, True, False)]
+
+
+def claim_looks(image_bytes: bytes, claimed_plate: str) -> list[dict[str, object]]:
+    """The claim evidence of every look claimed mode can take at the photo, without stopping at
+    the first that confirms: what `carmileage ocr calibrate` refits the thresholds on."""
+    dec = decode(image_bytes)
+    claim = _norm_claim(claimed_plate)
+    cp = _parse(claim) if claim is not None else None
+    if cp is None or not dec.intake.ok or dec.bgr is None:
+        return []
+    out: list[dict[str, object]] = []
+    for look in _claim_plan(max(dec.bgr.shape[:2]), cp):
+        try:
+            r = _quick_look(dec, claim, claimed_plate, cp, *look)
+        except Exception:
+            continue
+        if r.claim_evidence is not None:
+            out.append(dict(r.claim_evidence))
+    return out
 
 
 def _quick_look(
-    dec: Decoded, claim: str | None, claimed: object, cp: Any, det_side: int, zoom: bool = True
+    dec: Decoded, claim: str | None, claimed: object, cp: Any, det_side: int, zoom: bool = True, quick: bool = True
 ) -> PlateRead:
-    """A claimed-mode look that reads region names only when the claim has one: a claim it
-    confirms without one is not auto-accepted (the region was not looked at)."""
+    """A claimed-mode look; a quick one reads region names only when the claim has one, and a
+    claim it confirms without one is not auto-accepted (the region was not looked at)."""
+    if not quick:
+        return _analyse(dec, claim, claimed, det_side, zoom)
     token = _READ_REGIONS.set(cp.region is not None)
     try:
         res = _analyse(dec, claim, claimed, det_side, zoom)
@@ -426,6 +471,7 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zo
     boxes = _detect(img, det_side, zoom, dec.derived_image("plate.enhanced", lambda: _enhance(img)))
     boxes = [b for b in boxes if b.height >= 8 and b.height * 0.8 <= b.width <= b.height * 14]
     boxes += _merged_rows(boxes)
+    boxes += _row_splits(img, boxes)
     lines: list[Line] = []
     all_lines: list[Line] = []
     for b in boxes:
@@ -495,9 +541,14 @@ def _analyse(dec: Decoded, claim: str | None, claimed: object, det_side: int, zo
 
 
 def _claim(res: PlateRead, claim: str | None, ranked: list[Cand], top: Cand | None = None) -> None:
-    """Confirmed only when the plate read from the image is the claim: every digit read with
-    >= 0.9, and the claimed syllable is the one read and backed by evidence (_syllable_backed).
-    A claimed region must not contradict a region read."""
+    """Confirmed only when a plate read from the image is the claim, under the thresholds of
+    `calibration.current()` (see calibration.plate_confirms): every digit sure enough, the
+    claimed syllable the one read and backed by evidence, no claimed region contradicting a
+    region read. The plate may be any plate in the frame (a street scene shows other cars), but
+    the claim must be the best reading of that plate: a better, different reading of the same
+    plate refuses it. The evidence is kept in `res.claim_evidence`. An unconfirmed claim is a
+    `claim_mismatch` only when no plate in the frame reads as the claim; the claimed plate read
+    without enough certainty is `claim_unconfirmed`."""
     if claim is None:
         return
     res.claim_confirmed = False
@@ -507,33 +558,61 @@ def _claim(res: PlateRead, claim: str | None, ranked: list[Cand], top: Cand | No
         return
     if top is None:
         res.claim_score = 0.0
+        res.claim_evidence = {"match": False}
         return
-    ok = (
-        (top.front, top.syllable, top.serial) == (cp.front, cp.syllable, cp.serial)
-        and float(top.parts.get("dmin", 0.0)) >= 0.9  # type: ignore[arg-type]
-        and _syllable_backed(top)
-        and (cp.region is None or top.region in (None, cp.region))
-        and "multiple_plates" not in res.reasons
-    )
-    res.claim_score = round(top.score if ok else 0.0, 4)
+    key = (cp.front, cp.syllable, cp.serial)
+    cc: Cand | None = top if (top.front, top.syllable, top.serial) == key else None
+    if cc is None:
+        cc = next((c for c in ranked if (c.front, c.syllable, c.serial) == key), None)
+        if cc is not None and any(
+            (c.front, c.syllable, c.serial) != key and c.score > cc.score and _same_plate(c.box, cc.box)
+            for c in ranked
+        ):
+            cc = None  # the claim is not this plate's best reading
+    src = cc if cc is not None else top
+    p = src.parts
+    ev = {
+        "match": cc is not None,
+        "region_ok": cp.region is None or src.region in (None, cp.region),
+        "multiple": "multiple_plates" in res.reasons,  # informational: other cars in the frame
+        "other_plate": cc is not None and cc is not top,
+        "digit_min": round(float(p.get("ddmin", 0.0)), 4),  # type: ignore[arg-type]
+        "agree": bool(p.get("agree")),
+        "tess": bool(p.get("tess")),
+        "tess_other": bool(p.get("tess_other")),
+        "cnn": round(float(p.get("cnn", 0.0)), 4),  # type: ignore[arg-type]
+    }
+    res.claim_evidence = ev
+    ok = calibration.plate_confirms(ev, calibration.current())
+    res.claim_score = round(src.score if ok else 0.0, 4)
     res.claim_confirmed = ok
+    if ok and cc is not None and cc is not top:
+        # confirmed on another plate of the frame than the one read first: report that plate
+        # (never auto-accepted: the first reading was of another car)
+        res.text, res.syllable, res.region = cc.text, cc.syllable, cc.region
+        parsed = _parse(cc.text)
+        res.use = parsed.use if parsed is not None else None
+        res.auto_accept = False
     if not ok and res.text is not None:
-        res.reasons.append("claim_mismatch")
+        # the reviewer is told what the machine saw: a different plate, or the claimed plate read
+        # without enough certainty to confirm it
+        res.reasons.append("claim_unconfirmed" if cc is not None else "claim_mismatch")
+
+
+def _same_plate(a: ppocr.TextBox, b: ppocr.TextBox) -> bool:
+    """Two text boxes on the same plate: either's centre inside the other (a little grown)."""
+
+    def inside(p: tuple[float, float], q: ppocr.TextBox) -> bool:
+        x, y, w, h = q.xywh()
+        m = 0.3 * max(q.height, 1.0)
+        return x - m <= p[0] <= x + w + m and y - m <= p[1] <= y + h + m
+
+    return inside(a.center, b) or inside(b.center, a)
 
 
 def _syllable_backed(c: Cand) -> bool:
-    """The claimed syllable has evidence: both engines read it, or tesseract read exactly it while
-    our model does not all but rule it out (CLAIM_TESS_CNN_FLOOR: tesseract alone is wrong on 8 %
-    of synthetic slots), or our model gives it CLAIM_CNN_MIN and tesseract read no other syllable
-    (tesseract often reads nothing on small or binarised-away glyphs; our model is right 99.8 % of
-    the time at that probability on held-out synthetic slots)."""
-    p = c.parts
-    cnn = float(p.get("cnn", 0.0))  # type: ignore[arg-type]
-    if p.get("agree"):
-        return True
-    if p.get("tess"):
-        return cnn >= CLAIM_TESS_CNN_FLOOR
-    return cnn >= CLAIM_CNN_MIN and not p.get("tess_other")
+    """The claimed syllable has evidence under the current thresholds (calibration.syllable_backed)."""
+    return calibration.syllable_backed(dict(c.parts), calibration.current())
 
 
 def _assemble(img: np.ndarray, ln: Line, sp: dict[str, object], lines: list[Line], li: int) -> list[Cand]:
@@ -581,6 +660,7 @@ def _assemble(img: np.ndarray, ln: Line, sp: dict[str, object], lines: list[Line
                 "tess_other": tess_other,
                 "head_unread": head_text and reg is None,
                 "dmin": min([*fconf, *sconfs]),
+                "ddmin": min(c.dconf for c in [*cast(list[Char], sp["front_chars"]), *cast(list[Char], sp["serial_chars"])]),
             }
             if reg is None and region is not None:
                 c.region_conf = 1.0
@@ -628,8 +708,15 @@ def _two_row(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
     pitch = float(np.median(np.diff([c.x for c in serial])))
     sconf = float(np.prod([c.conf for c in serial]))
     colour = _plate_colour(img, ln.box)
-    for u in _above(ln, lines):
+    tops = _above(ln, lines)
+    if len(pre) <= 2 and not any(sum(c.ch.isdigit() for c in u.chars) == 2 for u in tops):
+        band = _top_band(img, ln)
+        if band is not None:
+            tops.append(band)
+    for u in tops:
         ud = [c for c in u.chars if c.ch.isdigit()]
+        if len(ud) == 3 and ud[0].conf < 0.9:  # a region glyph read as a digit before the front number
+            ud = ud[1:]
         if len(ud) != 2:
             continue
         front = "".join(c.ch for c in ud)
@@ -676,6 +763,7 @@ def _two_row(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
                     "cnn": cnn_p,
                     "tess_other": tess_other,
                     "dmin": min(c.conf for c in [*ud, *serial]),
+                    "ddmin": min(c.dconf for c in [*ud, *serial]),
                 }
                 out.append(c)
     return out
@@ -712,6 +800,51 @@ def _region_above(img: np.ndarray, ln: Line, lines: list[Line]) -> list[Cand]:
                         c2.parts = dict(c.parts)
                         out.append(c2)
     return out
+
+
+def _row_splits(img: np.ndarray, boxes: list[ppocr.TextBox]) -> list[ppocr.TextBox]:
+    """A two-row plate (old green, yellow and orange plates: 335 x 170 mm) found as one box: its
+    two rows as boxes of their own, cut at the emptiest ink row between a third and two thirds
+    of its height. Read as one line, the rows run into each other and neither is read."""
+    out: list[ppocr.TextBox] = []
+    for b in boxes:
+        if not (1.3 <= b.width / max(b.height, 1.0) <= 2.9) or b.height < 24:
+            continue
+        crop = ppocr.crop_quad(img, b.quad)
+        g = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+        _t, m = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        ink = m > 0
+        if ink.mean() > 0.5:
+            ink = ~ink
+        rows = ink[:, int(0.08 * ink.shape[1]) : int(0.92 * ink.shape[1])].mean(axis=1)
+        h = len(rows)
+        a, z = int(0.3 * h), int(0.62 * h)
+        if z - a < 3:
+            continue
+        cut = a + int(np.argmin(rows[a:z]))
+        if rows[cut] > 0.5 * float(np.median(rows)):
+            continue  # no gap between two rows there
+        f = cut / h
+        q = b.quad
+        left = q[0] + f * (q[3] - q[0])
+        right = q[1] + f * (q[2] - q[1])
+        out.append(ppocr.TextBox(np.array([q[0], q[1], right, left], np.float32), b.score))
+        out.append(ppocr.TextBox(np.array([left, right, q[2], q[3]], np.float32), b.score))
+    return out
+
+
+def _top_band(img: np.ndarray, bottom: Line) -> Line | None:
+    """The top row of a two-row plate, where its bottom row says it is (the detector often finds
+    only part of it, "경남 85" read as "5"): the band right above the bottom row, as wide."""
+    q = bottom.box.quad.astype(np.float32)
+    up = q[0] - q[3]  # from the bottom row's lower edge to its upper edge
+    top = np.array([q[0] + 0.85 * up, q[1] + 0.85 * up, q[1] - 0.05 * up, q[0] - 0.05 * up], np.float32)
+    h, w = img.shape[:2]
+    if top[:, 1].min() < -0.2 * bottom.box.height:
+        return None
+    top[:, 0] = np.clip(top[:, 0], 0, w - 1)
+    top[:, 1] = np.clip(top[:, 1], 0, h - 1)
+    return _read_line(img, ppocr.TextBox(top, bottom.box.score))
 
 
 def _merged_rows(boxes: list[ppocr.TextBox]) -> list[ppocr.TextBox]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -49,6 +49,8 @@ class OdometerRead(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     claim_confirmed: bool | None = None
     claim_score: float | None = None
+    #: What the claim rule weighed on the look that decided (see ocr.calibration).
+    claim_evidence: dict[str, Any] | None = None
     engine: EngineInfo | None = None
     elapsed_ms: float = 0.0
     intake: ImageIntake | None = None
@@ -67,6 +69,8 @@ class PlateRead(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     claim_confirmed: bool | None = None
     claim_score: float | None = None
+    #: What the claim rule weighed on the look that decided (see ocr.calibration).
+    claim_evidence: dict[str, Any] | None = None
     engine: EngineInfo | None = None
     elapsed_ms: float = 0.0
     intake: ImageIntake | None = None

@@ -37,10 +37,10 @@ PLATE_REGIONS: tuple[str, ...] = (
     "경기", "강원", "충북", "충남", "전북", "전남", "경북", "경남", "제주",
 )
 
-#: Syllables on privately used (비사업용) cars.
-NON_COMMERCIAL_SYLLABLES = frozenset(
-    "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주"
-)
+#: Syllables on privately used (비사업용) cars, in the order the plate standard lists them (the
+#: OCR's syllable model and the synthetic plates of fixtures/ocr keep this order).
+NON_COMMERCIAL_SYLLABLE_ORDER = "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주"
+NON_COMMERCIAL_SYLLABLES = frozenset(NON_COMMERCIAL_SYLLABLE_ORDER)
 #: 운수사업용 (buses, taxis): not eligible.
 COMMERCIAL_SYLLABLES = frozenset("바사아자")
 #: 택배 delivery vans: not eligible.
