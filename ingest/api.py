@@ -411,6 +411,13 @@ class Api:
                         "description": "sha256=<hex HMAC-SHA256(secret, timestamp + '.' + raw body)>,"
                         " with X-Carmileage-Timestamp (unix seconds).",
                     },
+                    "smartcarSignature": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "SC-Signature",
+                        "description": "hex HMAC-SHA256(Application Management Token, raw body), as Smartcar "
+                        "signs its webhook deliveries.",
+                    },
                 },
             },
         }

@@ -47,6 +47,7 @@ COMPONENT_FACTORIES: tuple[str, ...] = (
     "ingest.ocr_worker:create_component",
     "ingest.readings_consumer:create",
     "ingest.outbox_sender:create_component",
+    "ingest.backlog_metrics:create_component",
 )
 
 

@@ -98,6 +98,37 @@ class Settings(BaseSettings):
     #: ... and at the latest this long after sign-in (absolute).
     session_max_s: int = Field(12 * 3600, ge=300, le=7 * 86_400)
 
+    # -- OpenID Connect sign-in for the pages (docs/sign-in.md); unset: token sign-in only --
+    #: The identity provider's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    #: Where the provider sends the browser back; default `<public_url or this host>/auth/callback`.
+    oidc_redirect_url: str | None = None
+    oidc_scopes: str = "openid"
+    #: How the token request authenticates: client_secret_basic, client_secret_post or none (PKCE only).
+    oidc_token_auth: str = Field("client_secret_basic", pattern="^(client_secret_basic|client_secret_post|none)$")
+    #: The ID-token claim whose value is the citizen's owner id (and a staff member's subject).
+    oidc_owner_claim: str = "sub"
+    #: A claim (string or list) naming roles, e.g. "roles" or "groups"; its values are mapped by
+    #: `oidc_role_map` (JSON, value -> role), and a value that is itself a role name stands for it.
+    oidc_role_claim: str | None = None
+    oidc_role_map: dict[str, str] = Field(default_factory=dict)
+    #: JSON owner id -> role, for providers that carry no role claim (e.g. social logins).
+    oidc_subject_roles: dict[str, str] = Field(default_factory=dict)
+    #: Who signs in without a staff role is a citizen.
+    oidc_default_role: str = Field("citizen", pattern="^(citizen|reviewer|operator)$")
+    #: Clock leeway for exp/iat, seconds.
+    oidc_leeway_s: int = Field(60, ge=0, le=600)
+    #: A started sign-in (state, nonce, PKCE verifier) must come back within this long.
+    oidc_login_ttl_s: int = Field(600, ge=30, le=3600)
+    #: Refetch the provider's JWKS (for an unknown key) at most this often, seconds.
+    oidc_jwks_refetch_s: float = Field(5.0, ge=0, le=3600)
+    #: At sign-out, also end the session at the provider when it has an end_session_endpoint.
+    oidc_provider_logout: bool = True
+    #: The sign-in button's words, e.g. "Seoul ID", "Kakao".
+    oidc_label: str = "Seoul ID"
+
     #: Force one rule set by name (default: chosen by the period's dates).
     rule_set: str | None = None
 
@@ -110,6 +141,9 @@ class Settings(BaseSettings):
     outbox_backoff_base_s: float = Field(2.0, gt=0, le=3600)
     outbox_backoff_max_s: float = Field(3600.0, gt=0, le=86400)
     outbox_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    #: How often the review-backlog and outbox gauges on /metrics are read from the database
+    #: (docs/ops.md); 0 turns them off.
+    backlog_metrics_interval_s: float = Field(15.0, ge=0, le=3600)
 
     # -- photos and review (docs/photos.md, docs/review.md) --
     #: Where photo bytes live: "local" (files under data_dir/blobs) or "s3" (needs the s3 extra).
@@ -173,6 +207,24 @@ class Settings(BaseSettings):
         if not urls or any(urlsplit(u).scheme not in ("amqp", "amqps") or not urlsplit(u).hostname for u in urls):
             raise ValueError("must be one or more amqp://user:password@host:port/ URLs, comma-separated")
         return v
+
+    @field_validator("oidc_issuer", "oidc_redirect_url")
+    @classmethod
+    def _oidc_url(cls, v: str | None) -> str | None:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname):
+            raise ValueError("must be an http(s):// URL")
+        return v
+
+    @field_validator("oidc_role_map", "oidc_subject_roles")
+    @classmethod
+    def _oidc_roles(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted({r for r in v.values() if r not in ("citizen", "reviewer", "operator")})
+        if bad:
+            raise ValueError(f"roles must be citizen, reviewer or operator, not {', '.join(bad)}")
+        return v
+
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @field_validator("reward_calculator_url", "public_url")
     @classmethod

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything `make run` and `make test` need, installed and started when missing, idempotently:
-#   1. Debian packages (PostgreSQL, RabbitMQ, Tesseract with Korean; with --test also Chromium
-#      and the fonts the synthetic photo fixtures are rendered with);
+#   1. Debian packages (PostgreSQL, RabbitMQ, Tesseract with Korean; with --test also Chromium,
+#      the fonts the synthetic photo fixtures are rendered with, and Prometheus for promtool);
 #   2. the virtualenv .venv with the project installed (re-installed when pyproject.toml changes);
 #   3. PostgreSQL: used where it answers at the configured address, otherwise a project-local
 #      cluster under .var/ is started (an instance that already runs is never touched);
@@ -38,7 +38,8 @@ PACKAGES=(postgresql postgresql-client rabbitmq-server tesseract-ocr tesseract-o
           libgl1 libglib2.0-0 fonts-dseg fonts-nanum
           ca-certificates)
 if (( TEST )); then
-    PACKAGES+=(chromium fonts-noto-cjk fonts-dejavu-core)
+    # prometheus: its promtool checks and unit-tests docs/ops/alerts.yml (tests/foundation/test_ops_rules.py)
+    PACKAGES+=(chromium fonts-noto-cjk fonts-dejavu-core prometheus)
 fi
 PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then

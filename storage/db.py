@@ -18,6 +18,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection alone (a CLI command), with the codecs the pool's connections have."""
+    conn = await asyncpg.connect(url, command_timeout=60)
+    await _init_connection(conn)
+    return conn
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import Conn
+
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 
 #: The body sent for a row: its own payload, or its period result rendered (cm_result_payload).
@@ -130,7 +132,7 @@ async def list_items(
     return [dict(r) for r in rows]
 
 
-async def get_item(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> dict[str, Any] | None:
+async def get_item(conn: Conn | asyncpg.Pool, key: str) -> dict[str, Any] | None:
     """A row by id or by event id, with the body it sends."""
     try:
         event_id: uuid.UUID | None = uuid.UUID(key)
@@ -150,7 +152,7 @@ async def get_item(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> dict[st
 
 
 async def retry_items(
-    conn: asyncpg.Connection | asyncpg.Pool, keys: list[str] | None = None, all_dead: bool = False
+    conn: Conn | asyncpg.Pool, keys: list[str] | None = None, all_dead: bool = False
 ) -> int:
     """Make dead (or waiting) rows due now again; returns how many rows were touched."""
     if all_dead:

@@ -278,3 +278,67 @@ async def withdraw_consents(conn: Conn, provider_id: int, vins: Sequence[str]) -
             await conn.execute("delete from quarantined_readings where id = any($1::int8[])", doomed)
     known = {r["vin"] for r in vehicles}
     return Withdrawal(tuple(ids), len(doomed), tuple(v for v in vins if v not in known))
+
+
+# -- aggregator webhooks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAuth:
+    """What verifying an aggregator's webhook delivery needs: the provider and its key."""
+
+    id: int
+    name: str
+    active: bool
+    scheme: str | None
+    key: str | None
+
+
+def _webhook_context(provider_id: int) -> str:
+    return f"provider-webhook-key:{provider_id}"
+
+
+async def set_webhook_key(conn: Conn, provider_id: int, scheme: str, key: str, *, box: SecretBox) -> None:
+    """Store (sealed) the key the aggregator signs its deliveries with; replaces any earlier one."""
+    await conn.execute(
+        """insert into provider_webhook_keys (provider_id, scheme, key_sealed) values ($1, $2, $3)
+           on conflict (provider_id) do update
+           set scheme = excluded.scheme, key_sealed = excluded.key_sealed, created_at = now()""",
+        provider_id,
+        scheme,
+        box.seal(key, _webhook_context(provider_id)),
+    )
+
+
+async def webhook_auth_for(conn: Conn | asyncpg.Pool, name: str, *, box: SecretBox) -> WebhookAuth | None:
+    """The provider named `name` and its webhook key, opened (raises SealedSecretUnreadable when
+    it does not open with this key); None when no provider has the name."""
+    row = await conn.fetchrow(
+        """select p.id, p.active, k.scheme, k.key_sealed from providers p
+           left join provider_webhook_keys k on k.provider_id = p.id where p.name = $1""",
+        name,
+    )
+    if row is None:
+        return None
+    key = box.open(row["key_sealed"], _webhook_context(row["id"])) if row["key_sealed"] is not None else None
+    return WebhookAuth(id=row["id"], name=name, active=row["active"], scheme=row["scheme"], key=key)
+
+
+async def link_vehicle(conn: Conn, provider_id: int, external_id: str, vin: str) -> None:
+    """Name the car the aggregator calls `external_id` (its own vehicle id) by its VIN."""
+    await conn.execute(
+        """insert into provider_vehicle_links (provider_id, external_id, vin) values ($1, $2, $3)
+           on conflict (provider_id, external_id) do update set vin = excluded.vin, created_at = now()""",
+        provider_id,
+        external_id,
+        vin,
+    )
+
+
+async def linked_vin(conn: Conn | asyncpg.Pool, provider_id: int, external_id: str) -> str | None:
+    vin: str | None = await conn.fetchval(
+        "select vin from provider_vehicle_links where provider_id = $1 and external_id = $2",
+        provider_id,
+        external_id,
+    )
+    return vin

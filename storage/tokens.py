@@ -38,6 +38,8 @@ class TokenRecord:
     subject: str
     kind: str = "api"
     expires_at: datetime | None = None
+    #: The identity provider's issuer, for a page session made by OpenID Connect sign-in.
+    idp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ async def create_token(
 async def check_token(conn: Conn | asyncpg.Pool, token: str, kind: Kind = "api") -> TokenCheck:
     """Look a token of this kind up, and say why it is refused when it is."""
     row = await conn.fetchrow(
-        """select id, role, subject, kind, expires_at, revoked_at, expires_at <= now() as expired
+        """select id, role, subject, kind, expires_at, revoked_at, expires_at <= now() as expired, idp
            from api_tokens where token_hash = $1""",
         hash_token(token),
     )
@@ -90,7 +92,9 @@ async def check_token(conn: Conn | asyncpg.Pool, token: str, kind: Kind = "api")
         return TokenCheck(None, "token_revoked")
     if row["expired"]:
         return TokenCheck(None, "token_expired")
-    return TokenCheck(TokenRecord(row["id"], row["role"], row["subject"], row["kind"], row["expires_at"]), None)
+    return TokenCheck(
+        TokenRecord(row["id"], row["role"], row["subject"], row["kind"], row["expires_at"], row["idp"]), None
+    )
 
 
 async def find_token(conn: Conn | asyncpg.Pool, token: str, kind: Kind = "api") -> TokenRecord | None:
@@ -123,6 +127,39 @@ async def create_session(conn: Conn, parent: TokenRecord, *, idle_s: int, max_s:
     return session_id, token
 
 
+async def create_idp_session(
+    conn: Conn, role: str, subject: str, idp: str, *, idle_s: int, max_s: int
+) -> tuple[int, str]:
+    """A page session for someone the identity provider `idp` (its issuer) vouched for: no API
+    token behind it; it ends after `idle_s` without use, `max_s` after sign-in, or at sign-out.
+    A citizen gets their owner row on the way, as with `create_token`."""
+    if role not in ROLES or role == "provider":
+        raise ValueError(f"no page session for role {role!r}")
+    token = f"cm_ses_{secrets.token_urlsafe(32)}"
+    async with conn.transaction():
+        if role == "citizen":
+            await conn.execute("insert into owners (id) values ($1) on conflict (id) do nothing", subject)
+        session_id: int = await conn.fetchval(
+            """insert into api_tokens (token_hash, role, subject, label, kind, idp, expires_at)
+               values ($1, $2, $3, 'page session', 'session', $4,
+                       least(now() + make_interval(secs => $5), now() + make_interval(secs => $6)))
+               returning id""",
+            hash_token(token),
+            role,
+            subject,
+            idp,
+            idle_s,
+            max_s,
+        )
+        if random.random() < 0.02:
+            await conn.execute(
+                """delete from api_tokens where kind = 'session'
+                   and expires_at < now() - make_interval(days => $1)""",
+                SESSION_RETENTION_DAYS,
+            )
+    return session_id, token
+
+
 async def touch_session(conn: Conn | asyncpg.Pool, session: TokenRecord, *, idle_s: int, max_s: int) -> None:
     """Slide a session's expiry: `idle_s` from now, capped at `max_s` after sign-in and at its API
     token's expiry. Written only once half the idle time has passed, not on every request."""
@@ -131,9 +168,9 @@ async def touch_session(conn: Conn | asyncpg.Pool, session: TokenRecord, *, idle
     await conn.execute(
         """update api_tokens s set expires_at = least(now() + make_interval(secs => $2),
                                                      s.created_at + make_interval(secs => $3),
-                                                     coalesce(p.expires_at, 'infinity'))
-           from api_tokens p
-           where s.id = $1 and p.id = s.parent_id and s.revoked_at is null
+                                                     coalesce((select p.expires_at from api_tokens p
+                                                               where p.id = s.parent_id), 'infinity'))
+           where s.id = $1 and s.kind = 'session' and s.revoked_at is null
              and s.expires_at > now() and s.expires_at < now() + make_interval(secs => $2 / 2.0)""",
         session.id,
         idle_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import uuid
@@ -13,8 +14,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from ingest.outbox_actions import retry_all_dead, retry_events
 from ingest.settings import load_settings
-from storage.outbox import OUTBOX_STATUSES, counts, get_item, list_items, retry_items
+from storage.db import connect
+from storage.outbox import OUTBOX_STATUSES, counts, get_item, list_items
 
 T = TypeVar("T")
 
@@ -38,7 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _with_conn(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async def go() -> T:
-        conn = await asyncpg.connect(load_settings().database_url)
+        conn = await connect(load_settings().database_url)
         try:
             return await fn(conn)
         finally:
@@ -98,6 +101,10 @@ def run_retry(args: argparse.Namespace) -> int:
             except ValueError:
                 print(f"carmileage outbox retry: {k!r} is neither an id nor an event id", file=sys.stderr)
                 return 2
-    n = _with_conn(lambda conn: retry_items(conn, args.keys, args.all_dead))
+    operator = f"cli:{getpass.getuser()}"
+    if args.all_dead:
+        n = _with_conn(lambda conn: retry_all_dead(conn, operator, None))
+    else:
+        n = _with_conn(lambda conn: retry_events(conn, args.keys, operator))
     print(f"{n} event(s) due now")
     return 0 if n or args.all_dead else 1

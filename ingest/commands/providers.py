@@ -1,7 +1,10 @@
-"""`carmileage providers add|list|rotate|consent`: connected-car providers and their credentials.
+"""`carmileage providers add|list|rotate|consent|webhook-key|link`: connected-car providers and
+their credentials.
 
 `add` creates the provider, its MQTT credentials (username = provider name) and its HTTP secret,
-and prints them once. The database keeps the secret sealed (AES-GCM under
+and prints them once; with `--webhook smartcar` it also stores the key an aggregator signs its
+webhook deliveries with (Smartcar's Application Management Token, read from a file or stdin,
+never from the command line) and prints the URL to register with the aggregator. The database keeps the secret sealed (AES-GCM under
 CARMILEAGE_PROVIDER_SECRET_KEY, or a key derived from the service secret: never in the database)
 and only a hash of the MQTT password; the broker's users are made to match the database through
 its management API (CARMILEAGE_BROKER_ADMIN_URL), so the new provider can connect at once.
@@ -14,7 +17,9 @@ import asyncio
 import getpass
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -30,16 +35,22 @@ from storage.providers import (
     add_secret,
     create_provider,
     grant_consent,
+    link_vehicle,
     list_providers,
     mqtt_credentials,
     provider_id,
     revoke_older_secrets,
     set_mqtt_password,
+    set_webhook_key,
     withdraw_consents,
 )
 from storage.vehicles import active_vehicles_by_vin
+from telematics import units
+from telematics.reading import ItemError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+#: Webhook schemes of aggregators: how their deliveries are signed and shaped.
+WEBHOOK_SCHEMES = ("smartcar",)
 T = TypeVar("T")
 
 
@@ -50,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = psub.add_parser("add", help="create a provider with MQTT credentials and an HTTP secret (printed once)")
     a.add_argument("name", help="lower-case letters, digits, - and _; also the MQTT username")
     a.add_argument("--display-name")
+    a.add_argument(
+        "--webhook", choices=WEBHOOK_SCHEMES, help="also receive this aggregator's webhook deliveries as it sends them"
+    )
+    a.add_argument(
+        "--webhook-key-file",
+        metavar="FILE",
+        help="the key the aggregator signs with (Smartcar: the Application Management Token); - reads stdin",
+    )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=run_add)
 
@@ -73,6 +92,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("vins", nargs="+")
     c.add_argument("--withdraw", action="store_true", help="withdraw: also deletes the provider's unverified data")
     c.set_defaults(func=run_consent)
+
+    w = psub.add_parser("webhook-key", help="set (or replace) the key an aggregator signs its webhook deliveries with")
+    w.add_argument("name")
+    w.add_argument("--scheme", choices=WEBHOOK_SCHEMES, required=True)
+    w.add_argument("--key-file", metavar="FILE", required=True, help="a file holding the key; - reads stdin")
+    w.set_defaults(func=run_webhook_key)
+
+    lk = psub.add_parser("link", help="name the car an aggregator calls by its own vehicle id by its VIN")
+    lk.add_argument("name")
+    lk.add_argument("vehicle_id", help="the aggregator's vehicle id (Smartcar: data.vehicle.id)")
+    lk.add_argument("vin")
+    lk.set_defaults(func=run_link)
 
     s = psub.add_parser("sync-broker", help="give the broker exactly the active providers' users (from the database)")
     s.set_defaults(func=run_sync)
@@ -116,6 +147,9 @@ def _broker_address(settings: Settings) -> str:
 def run_add(args: argparse.Namespace) -> int:
     if not NAME.match(args.name):
         raise SystemExit("carmileage: a provider name is 2-63 of a-z, 0-9, - and _, starting with a letter or digit")
+    if bool(args.webhook) != bool(args.webhook_key_file):
+        raise SystemExit("carmileage: --webhook and --webhook-key-file go together")
+    webhook_key = _read_key(args.webhook_key_file) if args.webhook_key_file else None
     password = broker.new_password()
 
     async def go(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
@@ -129,6 +163,10 @@ def run_add(args: argparse.Namespace) -> int:
             )
         except ProviderExists:
             raise SystemExit(f"carmileage: a provider named {args.name!r} exists") from None
+        webhook = None
+        if args.webhook and webhook_key:
+            await set_webhook_key(conn, pid, args.webhook, webhook_key, box=settings.provider_box())
+            webhook = {"scheme": args.webhook, "url": webhook_url(settings, args.name, args.webhook)}
         note = await sync_broker(conn, settings)
         return {
             "id": pid,
@@ -145,6 +183,7 @@ def run_add(args: argparse.Namespace) -> int:
                 "secret": secret,
                 "signature": "X-Carmileage-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
             },
+            "webhook": webhook,
             "broker": note,
         }
 
@@ -156,6 +195,8 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"  MQTT   {out['mqtt']['broker']}  user {out['name']}  password {out['mqtt']['password']}")
         print(f"         publish QoS 1 to {out['mqtt']['topic']}")
         print(f"  HTTP   POST {out['http']['url']}  HMAC secret {out['http']['secret']}")
+        if out["webhook"]:
+            print(f"  webhook ({out['webhook']['scheme']})  register {out['webhook']['url']}")
         print(f"  broker {out['broker']}")
     return 0
 
@@ -258,6 +299,82 @@ async def _audit(conn: asyncpg.Connection, actor: str, action: str, vehicle_id: 
 def run_sync(args: argparse.Namespace) -> int:
     async def go(conn: asyncpg.Connection, settings: Settings) -> str:
         return await sync_broker(conn, settings)
+
+    print(_run(go))
+    return 0
+
+
+def webhook_url(settings: Settings, name: str, scheme: str) -> str:
+    """The callback URL to register with the aggregator (its dashboard)."""
+    base = (settings.public_url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/")
+    return f"{base}/v1/providers/{name}/webhooks/{scheme}"
+
+
+def _read_key(path: str) -> str:
+    """A key from a file (or stdin for -): one line, surrounding white space ignored."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise SystemExit(f"carmileage: cannot read the key: {e}") from None
+    key = text.strip()
+    if not key or len(key) > 1000 or any(c.isspace() for c in key):
+        raise SystemExit("carmileage: the key must be one line of at most 1000 characters without spaces")
+    return key
+
+
+def run_webhook_key(args: argparse.Namespace) -> int:
+    key = _read_key(args.key_file)
+
+    async def go(conn: asyncpg.Connection, settings: Settings) -> str:
+        try:
+            pid = await provider_id(conn, args.name)
+        except ProviderNotFound:
+            raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
+        async with conn.transaction():
+            await set_webhook_key(conn, pid, args.scheme, key, box=settings.provider_box())
+            await write_audit(
+                conn,
+                actor_role="operator",
+                actor_id=f"cli:{getpass.getuser()}",
+                action="provider.webhook_key",
+                entity="provider",
+                entity_id=str(pid),
+                before=None,
+                after={"scheme": args.scheme},
+                request_id=None,
+            )
+        return f"{args.scheme} webhook key stored for {args.name}; register {webhook_url(settings, args.name, args.scheme)}"
+
+    print(_run(go))
+    return 0
+
+
+def run_link(args: argparse.Namespace) -> int:
+    try:
+        vin = units.vin(args.vin, "vin")
+        vehicle_id = units.event_id(args.vehicle_id, "vehicle_id")
+    except ItemError as e:
+        raise SystemExit(f"carmileage: {e}") from None
+
+    async def go(conn: asyncpg.Connection, settings: Settings) -> str:
+        try:
+            pid = await provider_id(conn, args.name)
+        except ProviderNotFound:
+            raise SystemExit(f"carmileage: no provider named {args.name!r}") from None
+        async with conn.transaction():
+            await link_vehicle(conn, pid, vehicle_id, vin)
+            await write_audit(
+                conn,
+                actor_role="operator",
+                actor_id=f"cli:{getpass.getuser()}",
+                action="provider.link_vehicle",
+                entity="provider",
+                entity_id=str(pid),
+                before=None,
+                after={"vehicle_id": vehicle_id, "vin": vin},
+                request_id=None,
+            )
+        return f"{args.name} vehicle {vehicle_id} is {vin}"
 
     print(_run(go))
     return 0

@@ -26,22 +26,29 @@ from storage.audit import write_audit
 from storage.db import Conn
 from storage.providers import (
     ProviderAuth,
+    WebhookAuth,
     auth_for,
     consents_of,
     forget_old_requests,
     grant_consent,
     ids_by_name,
+    linked_vin,
     remember_request,
+    webhook_auth_for,
     withdraw_consents,
 )
 from storage.readings import BatchItem, store_batch
 from storage.secret_box import SealedSecretUnreadable
 from storage.vehicles import get_vehicle
 from telematics import signatures
+from telematics.adapters import smartcar
 from telematics.payload import HTTP_MAX_BYTES, HTTP_MAX_READINGS, PayloadError, decode_json, parse_http_batch
-from telematics.reading import Rejected
+from telematics.reading import ItemError, Rejected
 
 SIGNED: list[dict[str, list[str]]] = [{"providerSignature": []}]
+SMARTCAR_SIGNED: list[dict[str, list[str]]] = [{"smartcarSignature": []}]
+#: Smartcar's deliveries are at most 50 KB (its delivery-behavior page); room to spare.
+SMARTCAR_MAX_BYTES = 256 * 1024
 WITHDRAWAL_MAX_BYTES = 1024 * 1024
 WITHDRAWAL_MAX_VINS = 10_000
 #: Reasons listed in one 422 answer at most (the rest are counted in the message).
@@ -305,6 +312,171 @@ async def withdraw_consent(request: web.Request, principal: Principal | None, bo
             withdrawn=len(result.withdrawn_vehicle_ids),
             deleted_quarantined=result.deleted_quarantined,
             unknown_vins=list(result.unknown_vins),
+        )
+    )
+
+
+# -- aggregator webhooks: Smartcar ----------------------------------------------------------------
+
+
+class WebhookResult(BaseModel):
+    event_id: str | None = Field(description="The event's id (the same on every retry of the event)")
+    accepted: int
+    duplicates: int
+    quarantined: list[str] = Field(description="Reasons, when the reading was kept in quarantine")
+    ignored: Reason | None = Field(None, description="Why the event was acknowledged without storing anything")
+
+
+class ChallengeAnswer(BaseModel):
+    challenge: str = Field(description="hex HMAC-SHA256 of the challenge under the provider's webhook key")
+
+
+_SMARTCAR_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "description": "A Smartcar webhook delivery, exactly as Smartcar sends it: VERIFY (payload "
+            "versions 4.0 and 2.0), VEHICLE_STATE, VEHICLE_ERROR (4.0). See docs/providers.md.",
+        }
+    }
+}
+
+
+def _webhook_unauthenticated(code: str, message: str) -> ApiError:
+    return ApiError(
+        401,
+        "unauthenticated",
+        "The delivery is not signed by an active provider's webhook key.",
+        [Reason(code=code, message=message)],
+        headers={"WWW-Authenticate": 'HMAC-SHA256 header="SC-Signature"'},
+    )
+
+
+async def _smartcar_auth(request: web.Request) -> WebhookAuth:
+    name = request.match_info["provider"]
+    try:
+        box = request.app[SETTINGS].provider_box()
+        auth = await webhook_auth_for(request.app[POOL], name, box=box) if len(name) <= 63 else None
+    except SealedSecretUnreadable:
+        logging.getLogger("carmileage.providers").error(
+            "provider %s: its webhook key does not open with this service's provider secret key", name
+        )
+        raise ApiError(
+            503,
+            "provider_credentials_unavailable",
+            "The service cannot read this provider's credentials now; nothing was stored.",
+            headers={"Retry-After": "60"},
+        ) from None
+    except _TRANSIENT:
+        raise _unavailable() from None
+    if auth is None:
+        raise _webhook_unauthenticated("unknown_provider", "No provider has this name.")
+    if not auth.active:
+        raise _webhook_unauthenticated("provider_inactive", "This provider is deactivated.")
+    if auth.scheme != "smartcar" or auth.key is None:
+        raise _webhook_unauthenticated(
+            "webhook_not_configured",
+            "This provider has no Smartcar webhook key (carmileage providers webhook-key NAME --scheme smartcar).",
+        )
+    return auth
+
+
+def _unreadable(e: ItemError | PayloadError) -> ApiError:
+    p = e.problem
+    return ApiError(
+        _PAYLOAD_STATUS.get(p.code, 422),
+        p.code,
+        str(e) + " Nothing was stored.",
+        [Reason(code=p.code, message=p.message, field=p.field)],
+    )
+
+
+@api.operation(
+    "POST",
+    "/v1/providers/{provider}/webhooks/smartcar",
+    summary="A Smartcar webhook delivery, as Smartcar sends it (SC-Signature, VERIFY challenge)",
+    responses={200: WebhookResult, 400: None, 401: None, 408: None, 413: None, 415: None, 422: None, 503: None},
+    tags=["providers"],
+    body_limit=SMARTCAR_MAX_BYTES,
+    request_content=_SMARTCAR_CONTENT,
+    extra_security=SMARTCAR_SIGNED,
+)
+async def smartcar_webhook(request: web.Request, principal: Principal | None, body: None) -> web.Response:
+    """`SC-Signature` (hex HMAC-SHA256 of the raw body under the provider's Application Management
+    Token) is checked before anything is read. A VERIFY event is answered `{"challenge": HMAC}`
+    (unsigned, only for a plain-token challenge); a VEHICLE_STATE event's odometer is stored like
+    any provider reading and the 200 comes after the commit (a retry of the event is a
+    duplicate); an event without an odometer value is acknowledged with the reason, storing
+    nothing."""
+    auth = await _smartcar_auth(request)
+    assert auth.key is not None
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    raw = await read_body(request, SMARTCAR_MAX_BYTES)
+    sent = request.headers.get(signatures.SMARTCAR_SIGNATURE_HEADER)
+    verdict = signatures.verify_smartcar([auth.key], sent, raw)
+    if not verdict.ok and not (verdict.code == "signature_missing"):
+        raise _webhook_unauthenticated(verdict.code, verdict.message)
+    try:
+        event = smartcar.parse(decode_json(raw), request.headers.get("SC-Unit-System"))
+    except (PayloadError, ItemError) as e:
+        if not verdict.ok:
+            raise _webhook_unauthenticated(verdict.code, verdict.message) from None
+        raise _unreadable(e) from None
+    if isinstance(event, smartcar.Challenge):
+        # Unsigned challenges are answered only when they are plain tokens: see signatures._CHALLENGE.
+        if not verdict.ok and not signatures.challenge_is_token(event.challenge):
+            raise _webhook_unauthenticated(verdict.code, verdict.message)
+        return respond(ChallengeAnswer(challenge=signatures.smartcar_challenge_answer(auth.key, event.challenge)))
+    if not verdict.ok:
+        raise _webhook_unauthenticated(verdict.code, verdict.message)
+    if isinstance(event, smartcar.Ignored):
+        return respond(
+            WebhookResult(
+                event_id=event.event_id,
+                accepted=0,
+                duplicates=0,
+                quarantined=[],
+                ignored=Reason(code=event.reason, message=event.message),
+            )
+        )
+    try:
+        vin = event.vin or await linked_vin(request.app[POOL], auth.id, event.vehicle_id)
+    except _TRANSIENT:
+        raise _unavailable() from None
+    if vin is None:
+        raise ApiError(
+            422,
+            "vehicle_not_linked",
+            "The event names a Smartcar vehicle id linked to no VIN and carries no VIN signal; nothing was stored.",
+            [
+                Reason(
+                    code="vehicle_not_linked",
+                    message=f"Link it: carmileage providers link {auth.name} {event.vehicle_id} VIN "
+                    "(or subscribe the webhook to VehicleIdentification.VIN).",
+                    field="data.vehicle.id",
+                )
+            ],
+        )
+    try:
+        item = BatchItem(auth.id, datetime.now(UTC), event.reading(vin))
+    except ItemError as e:
+        raise _unreadable(e) from None
+    started = time.perf_counter()
+    try:
+        async with request.app[POOL].acquire() as conn:
+            outcome = await store_batch(conn, [item], limits=limits_from(request.app[SETTINGS]))
+    except _TRANSIENT:
+        await request.app[POOL].expire_connections()
+        raise _unavailable() from None
+    record("http", [item], outcome, {auth.id: auth.name}, time.perf_counter() - started)
+    (o,) = outcome.items
+    return respond(
+        WebhookResult(
+            event_id=event.event_id,
+            accepted=int(o.status == "accepted"),
+            duplicates=int(o.status == "duplicate"),
+            quarantined=list(o.reasons) if o.status == "quarantined" else [],
         )
     )
 

@@ -43,6 +43,14 @@ async def _seed(url: str) -> None:
         await conn.close()
 
 
+async def _outbox_audit(url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch("select action, actor_id, after::text as after from audit_log where entity = 'outbox'")
+    finally:
+        await conn.close()
+
+
 def test_outbox_list_show_retry(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     asyncio.run(_seed(db_env))
     assert main(["outbox", "list"]) == 0
@@ -62,6 +70,11 @@ def test_outbox_list_show_retry(db_env: str, capsys: pytest.CaptureFixture[str])
     assert "1 event(s) due now" in capsys.readouterr().out
     assert main(["outbox", "list", "--status", "dead", "--json"]) == 0
     assert capsys.readouterr().out == ""
+    [audit] = asyncio.run(_outbox_audit(db_env))
+    assert audit["action"] == "outbox.retry" and audit["actor_id"].startswith("cli:")
+    assert json.loads(audit["after"]) == {"status": "pending", "count": 1}
+    assert main(["outbox", "retry", str(dead["id"] + 1000)]) == 1  # touches nothing: no audit entry
+    assert len(asyncio.run(_outbox_audit(db_env))) == 1
     assert main(["outbox", "show", "999999"]) == 1
     assert main(["outbox", "retry", "not-an-id"]) == 2
 

@@ -2,8 +2,9 @@
 
 One module per concern: `sessions` (sign-in, page sessions, CSRF), `rendering` (templates,
 security headers, language), `citizen` and `reviewer` (their pages), `chart` (the dispute page's
-readings timeline) and `static_files` (the pages' CSS and scripts). Templates are Jinja2 with
-autoescaping, so whatever a user typed is escaped on every page.
+readings timeline), `operator` (the operators' dashboard, its bar charts in `bars`) and
+`static_files` (the pages' CSS and scripts). Templates are Jinja2 with autoescaping, so whatever
+a user typed is escaped on every page.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ingest.routes.pages.citizen import submission_page, submission_status, upload_page_get, upload_post
+from ingest.routes.pages.oidc_sign_in import install_oidc
+from ingest.routes.pages.operator import dashboard_page, outbox_retry, outbox_retry_all
 from ingest.routes.pages.reviewer import (
     claim_next_page,
     dispute_claim,
@@ -43,4 +46,8 @@ def install_plain_routes(app: web.Application) -> None:
     r.add_post("/review/disputes/{id}/renew", page(dispute_renew))
     r.add_post("/review/disputes/{id}/resolve", page(dispute_resolve))
     r.add_get("/review/photos/{sha256}", page(review_photo))
+    r.add_get("/operator", page(dashboard_page))
+    r.add_post("/operator/outbox/retry-dead", page(outbox_retry_all))
+    r.add_post("/operator/outbox/{id}/retry", page(outbox_retry))
     r.add_get("/static/{name}", static)
+    install_oidc(app)

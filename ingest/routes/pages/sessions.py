@@ -9,6 +9,7 @@ foreign Origin.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from ingest.api import read_small_form
 from ingest.auth import Principal
+from ingest.oidc import RELYING_PARTY, OidcError
 from ingest.pages.messages import ui_text
 from ingest.routes.pages.rendering import (
     PageStop,
@@ -48,6 +50,8 @@ class Session:
     principal: Principal
     token: str
     csrf: str
+    #: The identity provider's issuer when signed in with OpenID Connect (routes/pages/oidc_sign_in.py).
+    idp: str | None = None
 
 
 class CsrfRefused(Exception):
@@ -80,7 +84,9 @@ async def current_session(request: web.Request) -> Session | None:
         await touch_session(
             request.app[POOL], record, idle_s=settings.session_idle_s, max_s=settings.session_max_s
         )
-    return Session(Principal(record.role, record.subject, record.id), token, session_csrf(request, token))
+    return Session(
+        Principal(record.role, record.subject, record.id), token, session_csrf(request, token), record.idp
+    )
 
 
 def _own_origin(request: web.Request) -> str:
@@ -166,14 +172,17 @@ def _safe_next(target: str | None) -> str:
 # -- sign in and out ----------------------------------------------------------------------------
 
 
+#: Where each role starts after signing in (or at `/`).
+LANDING_PAGES = {"citizen": "/upload", "reviewer": "/review", "operator": "/operator"}
+
+
 async def home(request: web.Request) -> web.StreamResponse:
     session = await current_session(request)
     if session is None:
         raise redirect("/sign-in")
-    if session.principal.role == "reviewer":
-        raise redirect("/review")
-    if session.principal.role == "citizen":
-        raise redirect("/upload")
+    landing = LANDING_PAGES.get(session.principal.role)
+    if landing is not None:
+        raise redirect(landing)
     return message_page(request, "forbidden", 403, session)
 
 
@@ -188,6 +197,7 @@ async def sign_in_form(request: web.Request, error: str | None = None, status: i
         pre_csrf=_hmac(request, "pre", nonce),
         next=_safe_next(request.query.get("next")),
         error=error,
+        oidc_label=settings.oidc_label if (settings := request.app[SETTINGS]).oidc_enabled() else None,
     )
     resp.set_cookie(PRE_COOKIE, nonce, httponly=True, samesite="Strict", secure=is_secure(request), path="/sign-in")
     return resp
@@ -222,7 +232,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         )
     target = _safe_next(str(form.get("next", "")))
     if target == "/":
-        target = "/review" if record.role == "reviewer" else "/upload"
+        target = LANDING_PAGES.get(record.role, "/")
     resp = redirect(target)
     resp.set_cookie(
         SESSION_COOKIE, session_token, httponly=True, samesite="Strict", secure=is_secure(request), path="/"
@@ -242,6 +252,17 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         # the session ends on the server too: a copied cookie is worthless from now on
         async with request.app[POOL].acquire() as conn:
             await revoke_token(conn, session.principal.token_id, "sign_out")
+    rp = request.app.get(RELYING_PARTY)
+    if session is not None and session.idp is not None and rp is not None and session.idp == rp.issuer:
+        # RP-initiated logout: the provider ends its own session too, then sends the browser back.
+        # A page of ours goes there (CSP form-action would stop a form's redirect to another site).
+        logout = None
+        with contextlib.suppress(OidcError):
+            logout = rp.logout_url(await rp.discovery(), _own_origin(request) + "/sign-in")
+        if logout is not None:
+            page_resp = render(request, "oidc_signed_out.html", target=logout)
+            page_resp.del_cookie(SESSION_COOKIE, path="/")
+            return page_resp
     resp = redirect("/sign-in")
     resp.del_cookie(SESSION_COOKIE, path="/")
     raise resp
